@@ -1,0 +1,161 @@
+//! `SecureAlloc`: the thin public face of the arena. It picks a heap by lock
+//! policy, routes small requests through the thread cache to the slab heap and
+//! large ones to dedicated mappings, and implements `GlobalAlloc` and
+//! `allocator_api2::alloc::Allocator` on top.
+//!
+//! Every byte handed out is in memory that is `mlock`ed (or, under
+//! [`LockPolicy::BestEffort`], counted in [`Stats::unlocked_bytes`] when the
+//! kernel refused) and `MADV_DONTDUMP`; every byte freed is wiped before reuse,
+//! so free memory is always zero and `alloc_zeroed` costs nothing extra.
+
+#![allow(unsafe_code)]
+
+pub(crate) mod heap;
+pub(crate) mod large;
+pub(crate) mod size_class;
+pub(crate) mod slab;
+pub(crate) mod thread_cache;
+pub(crate) mod wipe;
+
+#[cfg(not(loom))]
+mod fork;
+#[cfg(not(loom))]
+mod global;
+#[cfg(all(not(loom), feature = "test-hooks"))]
+pub mod inspect;
+#[cfg(loom)]
+pub mod model;
+
+pub use size_class::{CLASS_COUNT, SIZE_CLASSES, SMALL_SIZE_MAX};
+
+#[cfg(not(loom))]
+pub use global::SecureAlloc;
+#[cfg(not(loom))]
+pub(crate) use global::HEAPS;
+
+/// What the arena does when the kernel refuses to lock more memory
+/// (`RLIMIT_MEMLOCK` reached, no `CAP_IPC_LOCK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockPolicy {
+    /// The allocation fails (null / `AllocError`). Every byte this allocator
+    /// ever hands out is locked. The default.
+    FailClosed,
+    /// The arena keeps growing in unlocked (still dump-excluded, still wiped)
+    /// memory, and counts it in [`Stats::unlocked_bytes`] and
+    /// [`Stats::lock_refusals`].
+    BestEffort,
+}
+
+/// Number of heaps: one per [`LockPolicy`].
+pub(crate) const HEAP_COUNT: usize = 2;
+
+impl LockPolicy {
+    /// Index of this policy's heap.
+    pub(crate) const fn heap_index(self) -> usize {
+        match self {
+            LockPolicy::FailClosed => 0,
+            LockPolicy::BestEffort => 1,
+        }
+    }
+}
+
+/// A snapshot of one heap's memory, from [`SecureAlloc::stats`].
+///
+/// Figures are gathered without stopping other threads, so under concurrent
+/// use they are approximate; with the process quiescent they are exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// The heap's lock policy.
+    pub policy: LockPolicy,
+    /// Bytes of slab memory committed plus data bytes of large blocks (live
+    /// and cached).
+    pub mapped_bytes: usize,
+    /// Bytes of that memory the kernel has locked.
+    pub locked_bytes: usize,
+    /// Bytes of that memory running unlocked because locking was refused
+    /// (always 0 under [`LockPolicy::FailClosed`]).
+    pub unlocked_bytes: usize,
+    /// Bytes in live allocations, counted by slot size for small ones and by
+    /// page-rounded size for large ones.
+    pub in_use_bytes: usize,
+    /// Live allocations of all sizes.
+    pub live_allocations: usize,
+    /// Live allocations per size class ([`SIZE_CLASSES`]).
+    pub live_per_class: [usize; CLASS_COUNT],
+    /// Live large allocations (own mapping each).
+    pub large_live: usize,
+    /// Wiped large blocks kept mapped and locked for reuse.
+    pub large_cached_bytes: usize,
+    /// How many times the kernel refused to lock memory for this heap.
+    pub lock_refusals: usize,
+    /// The `errno` of the last refusal, if any (`EPERM`, `ENOMEM`, `EAGAIN`).
+    pub last_refusal_errno: Option<i32>,
+}
+
+impl Stats {
+    pub(crate) fn collect(heap: &heap::Heap) -> Stats {
+        use crate::sync::Ordering::Relaxed;
+        let mut live_per_class = [0usize; CLASS_COUNT];
+        let committed = heap.small_stats(&mut live_per_class);
+        let large = heap.large.stats();
+        let small_live: usize = live_per_class.iter().sum();
+        let small_bytes: usize = live_per_class
+            .iter()
+            .zip(SIZE_CLASSES.iter())
+            .map(|(n, size)| n * size)
+            .sum();
+        let errno = heap.last_refusal_errno.load(Relaxed);
+        Stats {
+            policy: heap.policy(),
+            mapped_bytes: committed + large.live_bytes + large.cached_bytes,
+            locked_bytes: heap.locked_bytes.load(Relaxed),
+            unlocked_bytes: heap.unlocked_bytes.load(Relaxed),
+            in_use_bytes: small_bytes + large.live_bytes,
+            live_allocations: small_live + large.live,
+            live_per_class,
+            large_live: large.live,
+            large_cached_bytes: large.cached_bytes,
+            lock_refusals: heap.lock_refusals.load(Relaxed),
+            last_refusal_errno: (errno != 0).then_some(errno as i32),
+        }
+    }
+}
+
+/// One-time process set-up, run by the first heap to start: raise the soft
+/// `RLIMIT_MEMLOCK` to the hard limit, create the thread-exit key, and
+/// register the `fork` handlers. Idempotent and allocation-free.
+pub(crate) fn process_setup() {
+    #[cfg(not(loom))]
+    {
+        use crate::sync::{AtomicU8, Ordering};
+        static STATE: AtomicU8 = AtomicU8::new(0);
+        match STATE.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                let _ = crate::sys::raise_memlock_to_hard_limit();
+                thread_cache::create_exit_key();
+                fork::register_handlers();
+                STATE.store(2, Ordering::Release);
+            }
+            Err(_) => {
+                while STATE.load(Ordering::Acquire) != 2 {
+                    crate::sync::spin_hint();
+                }
+            }
+        }
+    }
+}
+
+/// Passes every piece of arena memory in this process (committed slabs of
+/// both heaps, live and cached large blocks) to `f` as `(start, len)`.
+/// Addresses only: for matching against `/proc/self/smaps`.
+#[cfg(not(loom))]
+pub fn for_each_region(mut f: impl FnMut(usize, usize)) {
+    for heap in &HEAPS {
+        let (base, len) = heap.committed_range();
+        if len != 0 {
+            f(base, len);
+        }
+        heap.large
+            .for_each_block(|block, _live| f(block.data, block.data_len));
+    }
+}

@@ -1,0 +1,341 @@
+//! The process-wide heaps and the `SecureAlloc` handle with its
+//! `GlobalAlloc` and `Allocator` implementations.
+
+use super::heap::Heap;
+use super::size_class::{class_for, SIZE_CLASSES};
+use super::thread_cache::with_cache;
+use super::wipe::wipe;
+use super::{LockPolicy, Stats, HEAP_COUNT};
+use crate::sys;
+use allocator_api2::alloc::{AllocError, Allocator};
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+
+/// The process-wide heaps, indexed by [`LockPolicy::heap_index`].
+pub(crate) static HEAPS: [Heap; HEAP_COUNT] = [
+    Heap::new(LockPolicy::FailClosed),
+    Heap::new(LockPolicy::BestEffort),
+];
+
+/// An allocator whose memory is locked (never swapped), excluded from core
+/// dumps, and wiped on free.
+///
+/// All `SecureAlloc` values with the same [`LockPolicy`] share one
+/// process-wide arena, so it is a zero-cost handle: copy it freely, use it as
+/// the `#[global_allocator]`, or pass it to `allocator_api2` collections.
+///
+/// ```
+/// use secalloc::SecureAlloc;
+/// use allocator_api2::vec::Vec;
+///
+/// let mut key = Vec::new_in(SecureAlloc::new());
+/// key.extend_from_slice(&[0x42; 32]);
+/// assert_eq!(key.len(), 32);
+/// ```
+///
+/// As the global allocator:
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: secalloc::SecureAlloc = secalloc::SecureAlloc::new();
+/// # fn main() {}
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SecureAlloc {
+    policy: LockPolicy,
+}
+
+impl Default for SecureAlloc {
+    fn default() -> Self {
+        SecureAlloc::new()
+    }
+}
+
+impl SecureAlloc {
+    /// The fail-closed allocator: when the kernel will not lock more memory,
+    /// allocation fails rather than hand out unlocked memory.
+    pub const fn new() -> SecureAlloc {
+        SecureAlloc {
+            policy: LockPolicy::FailClosed,
+        }
+    }
+
+    /// The best-effort allocator: when locking is refused it keeps running on
+    /// unlocked (still dump-excluded, still wiped) memory and counts it in
+    /// [`Stats`].
+    pub const fn best_effort() -> SecureAlloc {
+        SecureAlloc {
+            policy: LockPolicy::BestEffort,
+        }
+    }
+
+    /// An allocator with the given policy.
+    pub const fn with_policy(policy: LockPolicy) -> SecureAlloc {
+        SecureAlloc { policy }
+    }
+
+    /// This allocator's lock policy.
+    pub const fn policy(&self) -> LockPolicy {
+        self.policy
+    }
+
+    /// A snapshot of this policy's heap.
+    pub fn stats(&self) -> Stats {
+        Stats::collect(self.heap())
+    }
+
+    /// Whether the allocation at `ptr` (from any `SecureAlloc`) sits in locked
+    /// memory. `None` if `ptr` is not a live allocation start of this crate.
+    pub fn is_locked(ptr: *const u8) -> Option<bool> {
+        let addr = ptr as usize;
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                let (start, _, live) = heap.slot_of(addr)?;
+                return (start == addr && live).then(|| heap.is_addr_locked(addr));
+            }
+            if let Some(block) = heap.large.find(addr) {
+                return Some(block.locked);
+            }
+        }
+        None
+    }
+
+    fn heap(&self) -> &'static Heap {
+        &HEAPS[self.policy.heap_index()]
+    }
+
+    /// Allocates `layout`; null on failure. `layout.size()` may be 0 (served
+    /// as one byte).
+    #[inline]
+    fn allocate_raw(&self, layout: Layout) -> *mut u8 {
+        let heap = self.heap();
+        if !heap.ensure_ready() {
+            return ptr::null_mut();
+        }
+        match class_for(layout.size(), layout.align()) {
+            Some(class) => {
+                let idx = self.policy.heap_index();
+                let addr =
+                    with_cache(idx, |cache, heap| cache.pop(heap, class)).unwrap_or_else(|| {
+                        let mut one = [0usize; 1];
+                        heap.take_slots(class, &mut one);
+                        one[0]
+                    });
+                if addr == 0 {
+                    return ptr::null_mut();
+                }
+                heap.mark_live(addr);
+                addr as *mut u8
+            }
+            None => heap.large.alloc(heap, layout.size(), layout.align()) as *mut u8,
+        }
+    }
+
+    /// Frees `addr`, whichever heap it came from; aborts on misuse.
+    #[inline]
+    fn free_raw(&self, addr: usize, layout: Layout) {
+        for (idx, heap) in HEAPS.iter().enumerate() {
+            if heap.owns(addr) {
+                let (_, meta, class, slot) = heap.locate(addr);
+                if class_for(layout.size(), layout.align()) != Some(class) {
+                    sys::fatal("free with a layout that does not match the allocation (mismatched size or alignment)");
+                }
+                if !meta.mark_free(slot) {
+                    sys::fatal("double free detected");
+                }
+                // SAFETY: the slot was live and its owner just gave it up;
+                // its live bit is now clear, so no one else can reach it.
+                unsafe { wipe(addr, SIZE_CLASSES[class]) };
+                if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
+                    heap.give_slots(class, &[addr]);
+                }
+                return;
+            }
+        }
+        let own = self.policy.heap_index();
+        for idx in [own, 1 - own] {
+            let heap = &HEAPS[idx];
+            if heap.large.find(addr).is_some() {
+                heap.large.free(heap, addr);
+                return;
+            }
+        }
+        sys::fatal("free of a pointer secalloc did not allocate (invalid free or double free)");
+    }
+
+    /// Resizes in place when the size class (or large mapping) allows.
+    fn resize_in_place(&self, addr: usize, layout: Layout, new_size: usize) -> bool {
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                let (_, meta, class, slot) = heap.locate(addr);
+                if class_for(layout.size(), layout.align()) != Some(class) {
+                    sys::fatal("realloc with a layout that does not match the allocation");
+                }
+                if !meta.is_live(slot) {
+                    sys::fatal("realloc of a freed pointer (use after free)");
+                }
+                if class_for(new_size, layout.align()) != Some(class) {
+                    return false;
+                }
+                if new_size < layout.size() {
+                    // SAFETY: the caller owns the slot; the tail lies inside it.
+                    unsafe { wipe(addr + new_size, layout.size() - new_size) };
+                }
+                return true;
+            }
+        }
+        if class_for(new_size, layout.align()).is_some() {
+            // A large block shrinking into the small range moves to a slab.
+            return false;
+        }
+        for heap in &HEAPS {
+            if heap.large.find(addr).is_some() {
+                return heap.large.resize_in_place(addr, layout.size(), new_size);
+            }
+        }
+        sys::fatal("realloc of a pointer secalloc did not allocate");
+    }
+
+    /// Moves or resizes `addr` to `new_layout`; null (old block intact) on failure.
+    fn reallocate_raw(&self, addr: usize, old: Layout, new_layout: Layout) -> *mut u8 {
+        if new_layout.align() == old.align() && self.resize_in_place(addr, old, new_layout.size()) {
+            return addr as *mut u8;
+        }
+        let new = self.allocate_raw(new_layout);
+        if new.is_null() {
+            return new;
+        }
+        // SAFETY: both blocks are live, distinct, and at least this long.
+        unsafe {
+            ptr::copy_nonoverlapping(addr as *const u8, new, old.size().min(new_layout.size()))
+        };
+        self.free_raw(addr, old);
+        new
+    }
+}
+
+// SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes
+// aligned to `layout.align()`, not overlapping any live block (slots are
+// handed out once, guarded by their live bit; large blocks are fresh or
+// cached mappings); it never unwinds or allocates through itself.
+unsafe impl GlobalAlloc for SecureAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.allocate_raw(layout)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // Free memory is always zero: slots are wiped on free and fresh
+        // pages come zeroed from the kernel.
+        self.allocate_raw(layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.free_raw(ptr as usize, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        self.reallocate_raw(ptr as usize, layout, new_layout)
+    }
+}
+
+fn dangling(layout: Layout) -> NonNull<[u8]> {
+    // An address equal to the alignment is non-null and aligned, and a
+    // zero-length slice there is never dereferenced.
+    let ptr = ptr::without_provenance_mut::<u8>(layout.align());
+    // SAFETY: `layout.align()` is non-zero.
+    NonNull::slice_from_raw_parts(unsafe { NonNull::new_unchecked(ptr) }, 0)
+}
+
+fn block(ptr: *mut u8, len: usize) -> Result<NonNull<[u8]>, AllocError> {
+    NonNull::new(ptr)
+        .map(|p| NonNull::slice_from_raw_parts(p, len))
+        .ok_or(AllocError)
+}
+
+// SAFETY: blocks stay valid until deallocated through any `SecureAlloc`
+// (all handles share the process-wide heaps, so copies and clones are
+// interchangeable); `allocate` returns exactly `layout.size()` bytes with
+// the requested alignment; zero-size requests get a dangling, aligned pointer
+// that `deallocate` ignores.
+unsafe impl Allocator for SecureAlloc {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout));
+        }
+        block(self.allocate_raw(layout), layout.size())
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            self.free_raw(ptr.as_ptr() as usize, layout);
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return self.allocate(new);
+        }
+        block(
+            self.reallocate_raw(ptr.as_ptr() as usize, old, new),
+            new.size(),
+        )
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller.
+        let grown = unsafe { self.grow(ptr, old, new) }?;
+        // The tail is already zero (bytes past a block's size are never
+        // written, and free memory is zero); clear it anyway, it is cheap
+        // next to the copy a grow may do, and it does not rely on callers
+        // having stayed inside their layout.
+        // SAFETY: the grown block is `new.size()` bytes long.
+        unsafe {
+            ptr::write_bytes(
+                grown.cast::<u8>().as_ptr().add(old.size()),
+                0,
+                new.size() - old.size(),
+            )
+        };
+        Ok(grown)
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.size() == 0 {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.deallocate(ptr, old) };
+            return Ok(dangling(new));
+        }
+        block(
+            self.reallocate_raw(ptr.as_ptr() as usize, old, new),
+            new.size(),
+        )
+    }
+}

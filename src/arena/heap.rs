@@ -1,0 +1,594 @@
+//! One heap: a reserved region carved into slabs, the per-class central lists,
+//! the pool of empty slabs, and the commit frontier that grows the locked part
+//! of the region in measured steps.
+//!
+//! Glossary:
+//! - *region*: one large `PROT_NONE` reservation, `SLAB_SIZE`-aligned.
+//! - *slab*: a `SLAB_SIZE` piece of the region, serving one size class at a time.
+//! - *slot*: one allocation-sized piece of a slab.
+//! - *committed*: made readable/writable, locked and dump-excluded; the
+//!   committed slabs are a prefix of the region.
+//!
+//! Lock order: a class lock, then the pool lock. No path holds two class
+//! locks, and no lock is held across anything that allocates (only system
+//! calls that never allocate run under the pool lock).
+
+#![allow(unsafe_code)]
+
+use super::large::LargeHeap;
+use super::size_class::{slots_per_slab, CLASS_COUNT, SIZE_CLASSES, SLAB_SHIFT, SLAB_SIZE};
+use super::slab::{SlabMeta, NO_SLAB};
+use super::LockPolicy;
+use crate::sync::{spin_hint, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sys;
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
+
+/// Region sizes tried at start-up, largest first: address space is free, but
+/// `RLIMIT_AS` may forbid a large reservation.
+const REGION_SIZES: [usize; 5] = [4 << 30, 1 << 30, 256 << 20, 64 << 20, 16 << 20];
+
+/// The commit step never exceeds this many slabs (1 MiB): locking happens in
+/// measured increments, because even `MLOCK_ONFAULT` charges the whole range
+/// to `RLIMIT_MEMLOCK` at once.
+const MAX_COMMIT_SLABS: usize = 16;
+
+/// A class's partial-slab list: slabs of this class with available slots.
+struct ClassList {
+    head: u32,          // slab index + 1, or NO_SLAB
+    partial_count: u32, // slabs in the list
+}
+
+/// The pool: empty slabs no class owns, and the commit frontier.
+struct SlabPool {
+    free_head: u32,   // stack of empty committed slabs (index + 1)
+    frontier: usize,  // slabs ever assigned; those past it are fresh
+    committed: usize, // slabs made accessible (and locked, policy permitting)
+}
+
+#[repr(align(64))]
+struct CachePadded<T>(T);
+
+/// One heap. Two exist in a process, one per [`LockPolicy`], so memory that
+/// could not be locked is never handed to a fail-closed allocator.
+pub(crate) struct Heap {
+    policy: LockPolicy,
+    state: AtomicU8,              // UNINIT / INITIALIZING / READY
+    base: AtomicUsize,            // region start (0 until READY)
+    slab_capacity: AtomicUsize,   // slabs in the region
+    meta_base: AtomicUsize,       // address of [SlabMeta; slab_capacity]
+    committed_slabs: AtomicUsize, // published copy of pool.committed
+    classes: [CachePadded<Mutex<ClassList>>; CLASS_COUNT],
+    pool: Mutex<SlabPool>,
+    pub(crate) large: LargeHeap,
+    pub(crate) locked_bytes: AtomicUsize, // committed or mapped and locked
+    pub(crate) unlocked_bytes: AtomicUsize, // committed or mapped but not locked
+    pub(crate) lock_refusals: AtomicUsize, // mlock calls the kernel refused
+    pub(crate) last_refusal_errno: AtomicUsize,
+}
+
+// SAFETY: all shared state is atomics or behind `Mutex`; the raw addresses
+// stored in atomics refer to process-wide mappings that live forever.
+unsafe impl Sync for Heap {}
+// SAFETY: as above; a heap owns no thread-affine state.
+unsafe impl Send for Heap {}
+
+impl Heap {
+    crate::sync::const_fn_unless_loom! {
+        /// An uninitialised heap; it reserves its region on first use.
+        pub(crate) fn new(policy: LockPolicy) -> Heap {
+            Heap {
+                policy,
+                state: AtomicU8::new(UNINIT),
+                base: AtomicUsize::new(0),
+                slab_capacity: AtomicUsize::new(0),
+                meta_base: AtomicUsize::new(0),
+                committed_slabs: AtomicUsize::new(0),
+                classes: crate::sync::array_of![
+                    CachePadded(Mutex::new(ClassList {
+                        head: NO_SLAB,
+                        partial_count: 0,
+                    }));
+                    CLASS_COUNT
+                ],
+                pool: Mutex::new(SlabPool {
+                    free_head: NO_SLAB,
+                    frontier: 0,
+                    committed: 0,
+                }),
+                large: LargeHeap::new(),
+                locked_bytes: AtomicUsize::new(0),
+                unlocked_bytes: AtomicUsize::new(0),
+                lock_refusals: AtomicUsize::new(0),
+                last_refusal_errno: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    /// The heap's lock policy.
+    pub(crate) fn policy(&self) -> LockPolicy {
+        self.policy
+    }
+
+    // ------------------------------------------------------------------
+    // Start-up
+    // ------------------------------------------------------------------
+
+    /// Makes sure the region is reserved. Returns `false` if it cannot be.
+    #[inline]
+    pub(crate) fn ensure_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY || self.init_slow(&REGION_SIZES)
+    }
+
+    /// Reserves a region of `slabs` slabs (for loom models and tests).
+    #[cfg(loom)]
+    pub(crate) fn init_with_slabs(&self, slabs: usize) -> bool {
+        self.init_slow(&[slabs * SLAB_SIZE])
+    }
+
+    #[cold]
+    fn init_slow(&self, sizes: &[usize]) -> bool {
+        loop {
+            match self.state.compare_exchange(
+                UNINIT,
+                INITIALIZING,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(READY) => return true,
+                Err(_) => spin_hint(),
+            }
+        }
+        super::process_setup();
+        let ok = self.reserve_region(sizes);
+        self.state
+            .store(if ok { READY } else { UNINIT }, Ordering::Release);
+        ok
+    }
+
+    fn reserve_region(&self, sizes: &[usize]) -> bool {
+        for &size in sizes {
+            let slabs = size / SLAB_SIZE;
+            let Ok(base) = sys::mmap_reserve_aligned(size, SLAB_SIZE) else {
+                continue;
+            };
+            let meta_len = round_up(slabs * core::mem::size_of::<SlabMeta>(), sys::page_size());
+            let Some(meta) = alloc_meta_table(slabs, meta_len) else {
+                // SAFETY: we just reserved this range and nothing uses it.
+                let _ = unsafe { sys::munmap(base, size) };
+                continue;
+            };
+            // The flag stays on every piece of the VMA that `mprotect` later
+            // splits off, so one call covers all future slabs.
+            if sys::madvise_dontdump(base, size).is_err() {
+                // SAFETY: as above.
+                let _ = unsafe { sys::munmap(base, size) };
+                free_meta_table(meta, slabs, meta_len);
+                continue;
+            }
+            self.meta_base.store(meta, Ordering::Relaxed);
+            self.slab_capacity.store(slabs, Ordering::Relaxed);
+            self.base.store(base, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    // ------------------------------------------------------------------
+    // Address arithmetic
+    // ------------------------------------------------------------------
+
+    /// Whether `addr` lies in this heap's slab region.
+    #[inline]
+    pub(crate) fn owns(&self, addr: usize) -> bool {
+        let base = self.base.load(Ordering::Relaxed);
+        base != 0
+            && addr.wrapping_sub(base) < self.slab_capacity.load(Ordering::Relaxed) << SLAB_SHIFT
+    }
+
+    fn meta(&self, slab: usize) -> &SlabMeta {
+        debug_assert!(slab < self.slab_capacity.load(Ordering::Relaxed));
+        let table = self.meta_base.load(Ordering::Relaxed) as *const SlabMeta;
+        // SAFETY: `slab` is below the capacity, and the table holds that many
+        // initialised entries for the life of the process (or of the model).
+        unsafe { &*table.add(slab) }
+    }
+
+    fn slab_addr(&self, slab: usize) -> usize {
+        self.base.load(Ordering::Relaxed) + (slab << SLAB_SHIFT)
+    }
+
+    /// Locates `addr` (which [`Heap::owns`]): its slab, slab metadata, class,
+    /// and slot index. Aborts if it is not the start of a slot in a slab in use.
+    #[inline]
+    pub(crate) fn locate(&self, addr: usize) -> (usize, &SlabMeta, usize, usize) {
+        let offset = addr - self.base.load(Ordering::Relaxed);
+        let slab = offset >> SLAB_SHIFT;
+        if slab >= self.committed_slabs.load(Ordering::Acquire) {
+            sys::fatal("free of a pointer into secalloc's uncommitted region (invalid free)");
+        }
+        let meta = self.meta(slab);
+        let Some(class) = meta.class() else {
+            sys::fatal("free of a pointer into an unused secalloc slab (invalid or double free)");
+        };
+        let in_slab = offset & (SLAB_SIZE - 1);
+        let size = SIZE_CLASSES[class];
+        let slot = in_slab / size;
+        if in_slab % size != 0 || slot >= slots_per_slab(class) {
+            sys::fatal(
+                "free of a pointer that is not the start of a secalloc allocation (invalid free)",
+            );
+        }
+        (slab, meta, class, slot)
+    }
+
+    /// Marks the slot at `addr` (just taken from a cache or the central list) live.
+    #[inline]
+    pub(crate) fn mark_live(&self, addr: usize) {
+        let (_, meta, _, slot) = self.locate(addr);
+        if !meta.mark_live(slot) {
+            sys::fatal("heap corruption: a free slot was already live");
+        }
+    }
+
+    /// Whether the slab holding `addr` is locked.
+    pub(crate) fn is_addr_locked(&self, addr: usize) -> bool {
+        let (_, meta, _, _) = self.locate(addr);
+        meta.is_locked()
+    }
+
+    // ------------------------------------------------------------------
+    // Central lists
+    // ------------------------------------------------------------------
+
+    /// Takes up to `out.len()` free slots of `class`, writing their addresses
+    /// to `out`. Returns how many it took (0: out of memory or lock budget).
+    pub(crate) fn take_slots(&self, class: usize, out: &mut [usize]) -> usize {
+        let mut list = self.classes[class].0.lock();
+        let mut taken = 0;
+        let mut indices = [0u16; super::size_class::CACHE_CAPACITY_MAX];
+        while taken < out.len() {
+            if list.head == NO_SLAB {
+                let Some(slab) = self.acquire_slab(class) else {
+                    break;
+                };
+                // SAFETY: we hold this class's lock, which now guards the slab.
+                unsafe { self.push_partial(&mut list, slab) };
+            }
+            let slab = list.head as usize - 1;
+            let meta = self.meta(slab);
+            let want = (out.len() - taken).min(indices.len());
+            // SAFETY: the slab is in this class's list; we hold the class lock.
+            let (n, now_empty) = unsafe {
+                meta.lists(|lists| {
+                    let n = lists.take(&mut indices[..want]);
+                    (n, lists.avail_count() == 0)
+                })
+            };
+            let slab_addr = self.slab_addr(slab);
+            let size = SIZE_CLASSES[class];
+            for (dst, &slot) in out[taken..taken + n].iter_mut().zip(&indices[..n]) {
+                *dst = slab_addr + slot as usize * size;
+            }
+            taken += n;
+            if now_empty {
+                // SAFETY: as above.
+                unsafe { self.unlink_partial(&mut list, slab) };
+            }
+        }
+        taken
+    }
+
+    /// Gives wiped, non-live slots of `class` back to the central list.
+    pub(crate) fn give_slots(&self, class: usize, addrs: &[usize]) {
+        let mut list = self.classes[class].0.lock();
+        let base = self.base.load(Ordering::Relaxed);
+        for &addr in addrs {
+            let offset = addr - base;
+            let slab = offset >> SLAB_SHIFT;
+            let slot = (offset & (SLAB_SIZE - 1)) / SIZE_CLASSES[class];
+            let meta = self.meta(slab);
+            // SAFETY: the slab belongs to `class` (its slot was just freed as
+            // one of that class's), and we hold the class lock.
+            let (ok, count) = unsafe {
+                meta.lists(|lists| {
+                    let ok = lists.give(slot);
+                    (ok, lists.avail_count())
+                })
+            };
+            if !ok {
+                sys::fatal("heap corruption: a slot was returned to its slab twice");
+            }
+            if count == 1 {
+                // SAFETY: as above; the slab was full, hence not in the list.
+                unsafe { self.push_partial(&mut list, slab) };
+            }
+            if count == slots_per_slab(class) && list.partial_count > 1 {
+                // Keep one empty slab per class as hysteresis; give the rest
+                // to the pool so other classes can use the memory.
+                // SAFETY: as above; the slab is in the list.
+                unsafe { self.unlink_partial(&mut list, slab) };
+                self.release_slab(slab);
+            }
+        }
+    }
+
+    /// # Safety
+    /// The caller holds the class lock that `list` came from, and `slab` is
+    /// assigned to that class and not in the list.
+    unsafe fn push_partial(&self, list: &mut ClassList, slab: usize) {
+        let old_head = list.head;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.meta(slab).lists(|l| {
+                l.prev = NO_SLAB;
+                l.next = old_head;
+            })
+        };
+        if old_head != NO_SLAB {
+            // SAFETY: the old head is in the same class list.
+            unsafe {
+                self.meta(old_head as usize - 1)
+                    .lists(|l| l.prev = slab as u32 + 1)
+            };
+        }
+        list.head = slab as u32 + 1;
+        list.partial_count += 1;
+    }
+
+    /// # Safety
+    /// The caller holds the class lock that `list` came from, and `slab` is in
+    /// the list.
+    unsafe fn unlink_partial(&self, list: &mut ClassList, slab: usize) {
+        // SAFETY: forwarded from the caller.
+        let (prev, next) = unsafe { self.meta(slab).lists(|l| (l.prev, l.next)) };
+        if prev == NO_SLAB {
+            list.head = next;
+        } else {
+            // SAFETY: neighbours in the list are guarded by the same lock.
+            unsafe { self.meta(prev as usize - 1).lists(|l| l.next = next) };
+        }
+        if next != NO_SLAB {
+            // SAFETY: as above.
+            unsafe { self.meta(next as usize - 1).lists(|l| l.prev = prev) };
+        }
+        list.partial_count -= 1;
+    }
+
+    // ------------------------------------------------------------------
+    // Pool and commit frontier
+    // ------------------------------------------------------------------
+
+    /// Gets an empty slab for `class` (called with the class lock held).
+    fn acquire_slab(&self, class: usize) -> Option<usize> {
+        let mut pool = self.pool.lock();
+        let slab = if pool.free_head != NO_SLAB {
+            let slab = pool.free_head as usize - 1;
+            // SAFETY: the slab is in the pool; we hold the pool lock.
+            pool.free_head = unsafe { self.meta(slab).lists(|l| l.next) };
+            slab
+        } else {
+            if pool.frontier == pool.committed && !self.commit_more(&mut pool) {
+                return None;
+            }
+            pool.frontier += 1;
+            pool.frontier - 1
+        };
+        // SAFETY: we hold the pool lock and the caller holds the class lock;
+        // the slab is empty (fresh or fully returned).
+        unsafe { self.meta(slab).assign(class) };
+        Some(slab)
+    }
+
+    /// Returns an empty slab to the pool (called with its class lock held).
+    fn release_slab(&self, slab: usize) {
+        let mut pool = self.pool.lock();
+        let meta = self.meta(slab);
+        // SAFETY: both locks are held and every slot is available.
+        unsafe {
+            meta.unassign();
+            meta.lists(|l| {
+                l.prev = NO_SLAB;
+                l.next = pool.free_head;
+            });
+        }
+        pool.free_head = slab as u32 + 1;
+    }
+
+    /// Commits the next step of the region. Called with the pool lock held;
+    /// makes only system calls that never allocate.
+    fn commit_more(&self, pool: &mut SlabPool) -> bool {
+        let capacity = self.slab_capacity.load(Ordering::Relaxed);
+        let mut step = pool.committed.clamp(1, MAX_COMMIT_SLABS);
+        step = step.min(capacity - pool.committed);
+        if step == 0 {
+            return false;
+        }
+        let start = self.slab_addr(pool.committed);
+        // SAFETY: the range is inside our reservation and past the committed
+        // prefix, so no slot in it has ever been handed out.
+        if unsafe { sys::mprotect(start, step * SLAB_SIZE, sys::Protection::ReadWrite) }.is_err() {
+            return false;
+        }
+        let mut locked = sys::mlock_on_fault(start, step * SLAB_SIZE);
+        if locked.is_err() && step > 1 {
+            // The budget may still hold a single slab: commit just that.
+            // SAFETY: as above; the tail was made accessible a moment ago and is unused.
+            let _ = unsafe {
+                sys::mprotect(
+                    start + SLAB_SIZE,
+                    (step - 1) * SLAB_SIZE,
+                    sys::Protection::None,
+                )
+            };
+            step = 1;
+            locked = sys::mlock_on_fault(start, SLAB_SIZE);
+        }
+        let bytes = step * SLAB_SIZE;
+        if let Err(err) = locked {
+            self.note_refusal(err);
+            if self.policy == LockPolicy::FailClosed {
+                // SAFETY: as above.
+                let _ = unsafe { sys::mprotect(start, bytes, sys::Protection::None) };
+                return false;
+            }
+            self.unlocked_bytes.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.locked_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        for slab in pool.committed..pool.committed + step {
+            self.meta(slab).set_locked(locked.is_ok());
+        }
+        pool.committed += step;
+        self.committed_slabs
+            .store(pool.committed, Ordering::Release);
+        true
+    }
+
+    /// Counts a refused `mlock`.
+    pub(crate) fn note_refusal(&self, err: sys::OsError) {
+        self.lock_refusals.fetch_add(1, Ordering::Relaxed);
+        self.last_refusal_errno
+            .store(err.errno.0 as usize, Ordering::Relaxed);
+    }
+
+    // ------------------------------------------------------------------
+    // Statistics, inspection, fork
+    // ------------------------------------------------------------------
+
+    /// Adds live slots per class and committed bytes to `stats`.
+    pub(crate) fn small_stats(&self, live_per_class: &mut [usize; CLASS_COUNT]) -> usize {
+        if self.state.load(Ordering::Acquire) != READY {
+            return 0;
+        }
+        let committed = self.committed_slabs.load(Ordering::Acquire);
+        for slab in 0..committed {
+            let meta = self.meta(slab);
+            if let Some(class) = meta.class() {
+                live_per_class[class] += meta.live_count();
+            }
+        }
+        committed * SLAB_SIZE
+    }
+
+    /// The committed slab memory as `(start, len)` (for inspection and fork).
+    pub(crate) fn committed_range(&self) -> (usize, usize) {
+        if self.state.load(Ordering::Acquire) != READY {
+            return (0, 0);
+        }
+        (
+            self.base.load(Ordering::Relaxed),
+            self.committed_slabs.load(Ordering::Acquire) * SLAB_SIZE,
+        )
+    }
+
+    /// Describes the slot containing `addr`: `(slot start, slot size, live)`.
+    pub(crate) fn slot_of(&self, addr: usize) -> Option<(usize, usize, bool)> {
+        let (base, len) = self.committed_range();
+        if addr < base || addr >= base + len {
+            return None;
+        }
+        let slab = (addr - base) >> SLAB_SHIFT;
+        let meta = self.meta(slab);
+        let class = meta.class()?;
+        let size = SIZE_CLASSES[class];
+        let slot = ((addr - base) & (SLAB_SIZE - 1)) / size;
+        if slot >= slots_per_slab(class) {
+            return None;
+        }
+        Some((self.slab_addr(slab) + slot * size, size, meta.is_live(slot)))
+    }
+
+    /// Takes every lock of this heap and keeps them (fork prepare).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_all(&self) {
+        for class in &self.classes {
+            class.0.lock_and_forget();
+        }
+        self.pool.lock_and_forget();
+        self.large.lock_and_forget();
+    }
+
+    /// Releases every lock taken by [`Heap::lock_all`].
+    ///
+    /// # Safety
+    /// [`Heap::lock_all`] was called and its locks are still held.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn unlock_all(&self) {
+        // SAFETY: forwarded from the caller: each lock is held with no guard.
+        unsafe {
+            self.large.force_unlock();
+            self.pool.force_unlock();
+            for class in self.classes.iter().rev() {
+                class.0.force_unlock();
+            }
+        }
+    }
+
+    /// In a fork child: the kernel dropped every memory lock, so lock the
+    /// committed slabs and large blocks again and correct the books if it
+    /// refuses.
+    #[cfg(not(loom))]
+    pub(crate) fn relock_after_fork(&self) {
+        let (base, len) = self.committed_range();
+        if len != 0 && self.locked_bytes.load(Ordering::Relaxed) != 0 {
+            if let Err(err) = sys::mlock_on_fault(base, len) {
+                self.note_refusal(err);
+                for slab in 0..len / SLAB_SIZE {
+                    self.meta(slab).set_locked(false);
+                }
+                let was = self.locked_bytes.swap(0, Ordering::Relaxed);
+                self.unlocked_bytes.fetch_add(was, Ordering::Relaxed);
+            }
+        }
+        self.large.relock_after_fork(self);
+    }
+}
+
+#[cfg(loom)]
+impl Drop for Heap {
+    fn drop(&mut self) {
+        let slabs = self.slab_capacity.load(Ordering::Relaxed);
+        let meta = self.meta_base.load(Ordering::Relaxed);
+        if meta != 0 {
+            free_meta_table(meta, slabs, 0);
+            // SAFETY: the model is over; nothing references the region.
+            let _ = unsafe { sys::munmap(self.base.load(Ordering::Relaxed), slabs * SLAB_SIZE) };
+        }
+    }
+}
+
+/// Allocates the metadata table for `slabs` slabs.
+#[cfg(not(loom))]
+fn alloc_meta_table(_slabs: usize, len: usize) -> Option<usize> {
+    // Fresh anonymous pages are zero, and all-zero is `SlabMeta::new()`:
+    // every field is an integer or an atomic integer.
+    sys::mmap_read_write(len).ok()
+}
+
+#[cfg(not(loom))]
+fn free_meta_table(addr: usize, _slabs: usize, len: usize) {
+    // SAFETY: the table was never published; nothing references it.
+    let _ = unsafe { sys::munmap(addr, len) };
+}
+
+#[cfg(loom)]
+fn alloc_meta_table(slabs: usize, _len: usize) -> Option<usize> {
+    let table: Box<[SlabMeta]> = (0..slabs).map(|_| SlabMeta::new()).collect();
+    Some(Box::into_raw(table) as *mut SlabMeta as usize)
+}
+
+#[cfg(loom)]
+fn free_meta_table(addr: usize, slabs: usize, _len: usize) {
+    let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut SlabMeta, slabs);
+    // SAFETY: the table came from `Box::into_raw` of a slice of this length.
+    drop(unsafe { Box::from_raw(slice) });
+}
+
+/// Rounds `value` up to a multiple of `align` (a power of two).
+pub(crate) const fn round_up(value: usize, align: usize) -> usize {
+    (value + align - 1) & !(align - 1)
+}

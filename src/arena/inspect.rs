@@ -1,0 +1,64 @@
+//! Inspection hooks for tests (feature `test-hooks`): read the arena the way
+//! an attacker with a memory snapshot would, to prove what it holds.
+//!
+//! Reads are volatile byte reads of memory the arena owns. Call these only
+//! while no other thread is allocating, and keep the needle off the arena
+//! (on the stack), or the scan finds the needle itself.
+
+use super::{for_each_region, HEAPS};
+
+/// Where an address falls in the small-object arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Start of the slot containing the address.
+    pub start: usize,
+    /// Slot size in bytes (the size class).
+    pub size: usize,
+    /// Whether the slot is currently handed out.
+    pub live: bool,
+}
+
+/// The slot containing `addr`, if it is in a committed slab.
+pub fn slot_of(addr: usize) -> Option<SlotInfo> {
+    HEAPS.iter().find_map(|h| {
+        h.slot_of(addr)
+            .map(|(start, size, live)| SlotInfo { start, size, live })
+    })
+}
+
+fn read(addr: usize) -> u8 {
+    // SAFETY: callers pass addresses inside committed arena memory, which
+    // stays mapped readable for the life of the process.
+    #[allow(unsafe_code)]
+    unsafe {
+        core::ptr::read_volatile(addr as *const u8)
+    }
+}
+
+/// Whether every byte of the slot containing `addr` is zero. `None` if
+/// `addr` is not in a committed slab.
+pub fn slot_is_zeroed(addr: usize) -> Option<bool> {
+    let info = slot_of(addr)?;
+    Some((info.start..info.start + info.size).all(|a| read(a) == 0))
+}
+
+/// Whether `needle` occurs anywhere in the arena's memory.
+pub fn arena_contains(needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let mut found = false;
+    for_each_region(|start, len| {
+        if found || len < needle.len() {
+            return;
+        }
+        let first = needle[0];
+        for a in start..=start + len - needle.len() {
+            if read(a) == first && (1..needle.len()).all(|i| read(a + i) == needle[i]) {
+                found = true;
+                return;
+            }
+        }
+    });
+    found
+}

@@ -1,0 +1,437 @@
+//! Large blocks: requests above the largest size class (or with an alignment
+//! no class offers) each get a mapping of their own, laid out as
+//! `[guard page][data pages][guard page]` with `PROT_NONE` guards.
+//!
+//! Their bookkeeping lives in a registry outside the blocks (an
+//! open-addressing table in its own mapping), which is also how a free of a
+//! pointer this crate never issued is recognised. Freed blocks are wiped and
+//! either unmapped or kept, still locked and guarded, in a small cache, since
+//! mapping and locking a fresh 1 MiB block costs tens of microseconds.
+
+#![allow(unsafe_code)]
+
+use super::heap::{round_up, Heap};
+use super::wipe::wipe;
+use super::LockPolicy;
+use crate::sync::Mutex;
+use crate::sys;
+
+/// Blocks kept for reuse after free.
+const CACHE_SLOTS: usize = 8;
+/// Largest block kept for reuse.
+const CACHE_BLOCK_MAX: usize = 8 << 20;
+/// Total bytes kept for reuse.
+const CACHE_BYTES_MAX: usize = 32 << 20;
+/// Initial registry capacity (entries; a power of two).
+const REGISTRY_INITIAL: usize = 256;
+
+const EMPTY: usize = 0;
+const TOMBSTONE: usize = 1;
+
+/// One large block.
+#[derive(Clone, Copy)]
+pub(crate) struct LargeBlock {
+    pub(crate) data: usize,     // first data byte; EMPTY / TOMBSTONE in the table
+    pub(crate) data_len: usize, // usable bytes (a page multiple)
+    map_base: usize,            // start of the mapping (leading guard page)
+    map_len: usize,             // whole mapping including both guards
+    pub(crate) locked: bool,    // data pages are mlocked
+}
+
+const VACANT: LargeBlock = LargeBlock {
+    data: EMPTY,
+    data_len: 0,
+    map_base: 0,
+    map_len: 0,
+    locked: false,
+};
+
+struct Registry {
+    table: usize,    // address of [LargeBlock; capacity] (0 before first use)
+    capacity: usize, // power of two
+    len: usize,      // live entries
+    used: usize,     // live entries + tombstones
+    live_bytes: usize,
+    cache: [LargeBlock; CACHE_SLOTS],
+    cache_len: usize,
+    cache_bytes: usize,
+}
+
+/// The large-block side of a heap.
+pub(crate) struct LargeHeap {
+    registry: Mutex<Registry>,
+}
+
+/// Snapshot of the large side for statistics.
+pub(crate) struct LargeStats {
+    pub(crate) live: usize,
+    pub(crate) live_bytes: usize,
+    pub(crate) cached_bytes: usize,
+}
+
+impl LargeHeap {
+    crate::sync::const_fn_unless_loom! {
+        pub(crate) fn new() -> LargeHeap {
+            LargeHeap {
+                registry: Mutex::new(Registry {
+                    table: 0,
+                    capacity: 0,
+                    len: 0,
+                    used: 0,
+                    live_bytes: 0,
+                    cache: [VACANT; CACHE_SLOTS],
+                    cache_len: 0,
+                    cache_bytes: 0,
+                }),
+            }
+        }
+    }
+
+    /// Allocates a zeroed block of at least `size` bytes aligned to `align`.
+    /// Returns 0 on failure.
+    pub(crate) fn alloc(&self, heap: &Heap, size: usize, align: usize) -> usize {
+        let page = sys::page_size();
+        let Some(data_len) = size.max(1).checked_add(page - 1).map(|v| v & !(page - 1)) else {
+            return 0;
+        };
+        let align = align.max(page);
+        {
+            let mut reg = self.registry.lock();
+            if let Some(block) = reg.take_cached(data_len, align) {
+                if reg.insert(block) {
+                    return block.data;
+                }
+                reg.put_cached(block);
+                return 0;
+            }
+        }
+        let Some(block) = map_block(heap, data_len, align) else {
+            return 0;
+        };
+        let mut reg = self.registry.lock();
+        if reg.insert(block) {
+            block.data
+        } else {
+            drop(reg);
+            unmap_block(heap, &block);
+            0
+        }
+    }
+
+    /// Looks up the live block starting at `data`.
+    pub(crate) fn find(&self, data: usize) -> Option<LargeBlock> {
+        let reg = self.registry.lock();
+        reg.find(data).map(|i| reg.entry(i))
+    }
+
+    /// Frees the block at `data`; aborts if there is none.
+    pub(crate) fn free(&self, heap: &Heap, data: usize) {
+        let block = {
+            let mut reg = self.registry.lock();
+            match reg.remove(data) {
+                Some(block) => block,
+                None => sys::fatal(
+                    "free of a pointer secalloc did not allocate, or double free of a large block",
+                ),
+            }
+        };
+        // SAFETY: the block was live and is now ours alone: the registry no
+        // longer lists it and the caller gave up its pointer.
+        unsafe { wipe(block.data, block.data_len) };
+        {
+            let mut reg = self.registry.lock();
+            if reg.put_cached(block) {
+                return;
+            }
+        }
+        unmap_block(heap, &block);
+    }
+
+    /// Shrinks or grows the block at `data` in place when its mapping has
+    /// room and would not waste more than half of it; wipes a shrunk tail.
+    pub(crate) fn resize_in_place(&self, data: usize, old_size: usize, new_size: usize) -> bool {
+        let Some(block) = self.find(data) else {
+            sys::fatal("realloc of a pointer secalloc did not allocate");
+        };
+        let page = sys::page_size();
+        if new_size > block.data_len || round_up(new_size.max(1), page) < block.data_len / 2 {
+            return false;
+        }
+        if new_size < old_size {
+            // SAFETY: the caller owns the block; the tail is inside it.
+            unsafe { wipe(data + new_size, old_size - new_size) };
+        }
+        true
+    }
+
+    /// Statistics snapshot.
+    pub(crate) fn stats(&self) -> LargeStats {
+        let reg = self.registry.lock();
+        LargeStats {
+            live: reg.len,
+            live_bytes: reg.live_bytes,
+            cached_bytes: reg.cache_bytes,
+        }
+    }
+
+    /// Visits every live and cached block (inspection hooks).
+    pub(crate) fn for_each_block(&self, mut f: impl FnMut(&LargeBlock, bool)) {
+        let reg = self.registry.lock();
+        for i in 0..reg.capacity {
+            let block = reg.entry(i);
+            if block.data > TOMBSTONE {
+                f(&block, true);
+            }
+        }
+        for block in &reg.cache[..reg.cache_len] {
+            f(block, false);
+        }
+    }
+
+    #[cfg(not(loom))]
+    pub(crate) fn lock_and_forget(&self) {
+        self.registry.lock_and_forget();
+    }
+
+    /// # Safety
+    /// The registry lock is held through `lock_and_forget`.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.registry.force_unlock() }
+    }
+
+    /// Re-locks every locked block in a fork child.
+    #[cfg(not(loom))]
+    pub(crate) fn relock_after_fork(&self, heap: &Heap) {
+        let mut reg = self.registry.lock();
+        for i in 0..reg.capacity {
+            let mut block = reg.entry(i);
+            if block.data > TOMBSTONE && block.locked {
+                if let Err(err) = sys::mlock_on_fault(block.data, block.data_len) {
+                    heap.note_refusal(err);
+                    block.locked = false;
+                    reg.set_entry(i, block);
+                }
+            }
+        }
+        let cached = reg.cache_len;
+        for block in &mut reg.cache[..cached] {
+            if block.locked && sys::mlock_on_fault(block.data, block.data_len).is_err() {
+                block.locked = false;
+            }
+        }
+    }
+}
+
+/// Maps, guards, dump-excludes and locks a fresh block.
+fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
+    let page = sys::page_size();
+    let map_len = data_len.checked_add(2 * page)?;
+    let padded = map_len.checked_add(align - page)?;
+    let raw = sys::mmap_reserve(padded).ok()?;
+    let data = round_up(raw + page, align);
+    let map_base = data - page;
+    // SAFETY: head and tail are unused pieces of the reservation just made.
+    unsafe {
+        if map_base > raw {
+            let _ = sys::munmap(raw, map_base - raw);
+        }
+        let tail = raw + padded - (map_base + map_len);
+        if tail > 0 {
+            let _ = sys::munmap(map_base + map_len, tail);
+        }
+    }
+    let mut block = LargeBlock {
+        data,
+        data_len,
+        map_base,
+        map_len,
+        locked: false,
+    };
+    // SAFETY: the data range is inside our fresh mapping.
+    let usable = unsafe { sys::mprotect(data, data_len, sys::Protection::ReadWrite) }.is_ok()
+        && sys::madvise_dontdump(map_base, map_len).is_ok();
+    if !usable {
+        unmap_block(heap, &block);
+        return None;
+    }
+    match sys::mlock_on_fault(data, data_len) {
+        Ok(()) => {
+            block.locked = true;
+            heap.locked_bytes
+                .fetch_add(data_len, crate::sync::Ordering::Relaxed);
+        }
+        Err(err) => {
+            heap.note_refusal(err);
+            if heap.policy() == LockPolicy::FailClosed {
+                unmap_block(heap, &block);
+                return None;
+            }
+            heap.unlocked_bytes
+                .fetch_add(data_len, crate::sync::Ordering::Relaxed);
+        }
+    }
+    Some(block)
+}
+
+fn unmap_block(heap: &Heap, block: &LargeBlock) {
+    // SAFETY: the block is wiped (or was never handed out) and nothing
+    // references it any more.
+    let _ = unsafe { sys::munmap(block.map_base, block.map_len) };
+    let counter = if block.locked {
+        &heap.locked_bytes
+    } else {
+        &heap.unlocked_bytes
+    };
+    // Only blocks counted at map time are subtracted; `locked` says which counter.
+    let _ = counter.fetch_update(
+        crate::sync::Ordering::Relaxed,
+        crate::sync::Ordering::Relaxed,
+        |v| Some(v.saturating_sub(block.data_len)),
+    );
+}
+
+impl Registry {
+    fn slot_ptr(&self, i: usize) -> *mut LargeBlock {
+        (self.table as *mut LargeBlock).wrapping_add(i)
+    }
+
+    fn entry(&self, i: usize) -> LargeBlock {
+        // SAFETY: `i < capacity` and the table holds `capacity` entries,
+        // all valid (zeroed memory is a valid EMPTY entry).
+        unsafe { *self.slot_ptr(i) }
+    }
+
+    fn set_entry(&mut self, i: usize, block: LargeBlock) {
+        // SAFETY: as in `entry`; we hold the registry lock (`&mut self`).
+        unsafe { *self.slot_ptr(i) = block }
+    }
+
+    fn hash(&self, data: usize) -> usize {
+        ((data >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) & (self.capacity - 1)
+    }
+
+    fn find(&self, data: usize) -> Option<usize> {
+        if self.capacity == 0 || data <= TOMBSTONE {
+            return None;
+        }
+        let mut i = self.hash(data);
+        loop {
+            let entry = self.entry(i);
+            if entry.data == data {
+                return Some(i);
+            }
+            if entry.data == EMPTY {
+                return None;
+            }
+            i = (i + 1) & (self.capacity - 1);
+        }
+    }
+
+    fn insert(&mut self, block: LargeBlock) -> bool {
+        if (self.used + 1) * 2 > self.capacity && !self.grow() {
+            return false;
+        }
+        let mut i = self.hash(block.data);
+        loop {
+            let entry = self.entry(i);
+            if entry.data == EMPTY || entry.data == TOMBSTONE {
+                if entry.data == EMPTY {
+                    self.used += 1;
+                }
+                self.set_entry(i, block);
+                self.len += 1;
+                self.live_bytes += block.data_len;
+                return true;
+            }
+            i = (i + 1) & (self.capacity - 1);
+        }
+    }
+
+    fn remove(&mut self, data: usize) -> Option<LargeBlock> {
+        let i = self.find(data)?;
+        let block = self.entry(i);
+        self.set_entry(
+            i,
+            LargeBlock {
+                data: TOMBSTONE,
+                ..VACANT
+            },
+        );
+        self.len -= 1;
+        self.live_bytes -= block.data_len;
+        Some(block)
+    }
+
+    /// Rebuilds the table at twice the live size (at least the initial size),
+    /// dropping tombstones. Only `mmap`/`munmap`, which never allocate.
+    fn grow(&mut self) -> bool {
+        let new_capacity = (self.len * 4).max(REGISTRY_INITIAL).next_power_of_two();
+        let bytes = round_up(
+            new_capacity * core::mem::size_of::<LargeBlock>(),
+            sys::page_size(),
+        );
+        let Ok(table) = sys::mmap_read_write(bytes) else {
+            return false;
+        };
+        let old = Registry {
+            table: self.table,
+            capacity: self.capacity,
+            len: 0,
+            used: 0,
+            live_bytes: 0,
+            cache: [VACANT; CACHE_SLOTS],
+            cache_len: 0,
+            cache_bytes: 0,
+        };
+        self.table = table;
+        self.capacity = new_capacity;
+        self.len = 0;
+        self.used = 0;
+        self.live_bytes = 0;
+        for i in 0..old.capacity {
+            let block = old.entry(i);
+            if block.data > TOMBSTONE {
+                let inserted = self.insert(block);
+                debug_assert!(inserted);
+            }
+        }
+        if old.table != 0 {
+            let old_bytes = round_up(
+                old.capacity * core::mem::size_of::<LargeBlock>(),
+                sys::page_size(),
+            );
+            // SAFETY: the old table is no longer referenced.
+            let _ = unsafe { sys::munmap(old.table, old_bytes) };
+        }
+        true
+    }
+
+    /// Takes a cached block that fits `data_len` and `align` without wasting
+    /// more than half of itself.
+    fn take_cached(&mut self, data_len: usize, align: usize) -> Option<LargeBlock> {
+        let found = self.cache[..self.cache_len].iter().position(|b| {
+            b.data_len >= data_len && b.data_len / 2 <= data_len && b.data % align == 0
+        })?;
+        let block = self.cache[found];
+        self.cache_len -= 1;
+        self.cache[found] = self.cache[self.cache_len];
+        self.cache_bytes -= block.data_len;
+        Some(block)
+    }
+
+    /// Keeps a wiped block for reuse if the cache has room.
+    fn put_cached(&mut self, block: LargeBlock) -> bool {
+        if self.cache_len == CACHE_SLOTS
+            || block.data_len > CACHE_BLOCK_MAX
+            || self.cache_bytes + block.data_len > CACHE_BYTES_MAX
+        {
+            return false;
+        }
+        self.cache[self.cache_len] = block;
+        self.cache_len += 1;
+        self.cache_bytes += block.data_len;
+        true
+    }
+}

@@ -1,0 +1,244 @@
+//! Out-of-line metadata for one slab: which slots are live, which are
+//! available to the central lists, and the slab's place in its class's
+//! partial list.
+//!
+//! Metadata never lives inside a slab, so a buffer overflow from a slot can
+//! overwrite only its neighbouring slots, never the allocator's bookkeeping.
+
+#![allow(unsafe_code)]
+
+use super::size_class::{slots_per_slab, BITMAP_WORDS, CLASS_COUNT};
+use crate::sync::{AtomicU64, AtomicU8, Ordering, UnsafeCell};
+
+/// "No slab" in the intrusive lists, which store slab index + 1.
+pub(crate) const NO_SLAB: u32 = 0;
+
+/// `SlabMeta::flags`: the slab's memory is `mlock`ed.
+pub(crate) const FLAG_LOCKED: u8 = 1;
+
+/// Metadata of one slab.
+///
+/// Invariants (checked by `debug_check` in debug builds):
+/// - `class_tag` is 0 while the slab is in the pool or unused, else class + 1;
+///   it changes only while the owning class lock and the pool lock are held.
+/// - `live` has a bit set exactly for the slots currently handed to a caller;
+///   it is updated lock-free with atomic RMW, which is what makes a double
+///   free detectable even when the first free went to a thread cache.
+/// - `lists` is touched only under the lock of the class owning the slab (or
+///   the pool lock while the slab is in the pool). A slot is in exactly one
+///   of three states: live (`live` bit), available (`lists.avail` bit), or
+///   held in some thread cache (neither bit).
+pub(crate) struct SlabMeta {
+    class_tag: AtomicU8,             // class index + 1, or 0 when unassigned
+    flags: AtomicU8,                 // FLAG_LOCKED
+    live: [AtomicU64; BITMAP_WORDS], // bit per slot: handed to a caller
+    lists: UnsafeCell<SlabLists>,    // guarded by the class or pool lock
+}
+
+/// The lock-guarded part of [`SlabMeta`].
+pub(crate) struct SlabLists {
+    avail: [u64; BITMAP_WORDS], // bit per slot: free and owned by the central list
+    avail_count: u32,           // popcount of `avail`
+    scan_from: u32,             // first bitmap word that may have a set bit
+    /// Previous slab (index + 1) in the class's partial list, or the pool list.
+    pub(crate) prev: u32,
+    /// Next slab (index + 1) in the class's partial list, or the pool list.
+    pub(crate) next: u32,
+}
+
+impl SlabMeta {
+    crate::sync::const_fn_unless_loom! {
+        #[cfg_attr(not(any(test, loom)), allow(dead_code))]
+        /// Metadata of an unused slab. In normal builds this is the all-zero
+        /// bit pattern, which is what lets the table live in fresh zeroed pages.
+        pub(crate) fn new() -> Self {
+            SlabMeta {
+                class_tag: AtomicU8::new(0),
+                flags: AtomicU8::new(0),
+                live: crate::sync::array_of![AtomicU64::new(0); BITMAP_WORDS],
+                lists: UnsafeCell::new(SlabLists {
+                    avail: [0; BITMAP_WORDS],
+                    avail_count: 0,
+                    scan_from: 0,
+                    prev: NO_SLAB,
+                    next: NO_SLAB,
+                }),
+            }
+        }
+    }
+
+    /// The class this slab serves, if any.
+    #[inline]
+    pub(crate) fn class(&self) -> Option<usize> {
+        match self.class_tag.load(Ordering::Relaxed) {
+            0 => None,
+            tag => Some(tag as usize - 1),
+        }
+    }
+
+    /// Whether the slab's memory is locked.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FLAG_LOCKED != 0
+    }
+
+    /// Records whether the slab's memory is locked.
+    pub(crate) fn set_locked(&self, locked: bool) {
+        self.flags
+            .store(if locked { FLAG_LOCKED } else { 0 }, Ordering::Relaxed);
+    }
+
+    /// Marks `slot` as handed to a caller. Returns `false` if it already was,
+    /// which means the allocator's own state is corrupt.
+    #[inline]
+    pub(crate) fn mark_live(&self, slot: usize) -> bool {
+        // Relaxed: the slot's memory reached this thread through a lock or a
+        // thread cache, which already ordered it; the bit only needs atomicity.
+        let bit = 1u64 << (slot % 64);
+        self.live[slot / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    /// Clears `slot`'s live bit. Returns `false` if it was not live: a double
+    /// free, or a free of a slot never handed out.
+    #[inline]
+    pub(crate) fn mark_free(&self, slot: usize) -> bool {
+        let bit = 1u64 << (slot % 64);
+        self.live[slot / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
+    }
+
+    /// Number of live slots (racy snapshot, for statistics).
+    pub(crate) fn live_count(&self) -> usize {
+        self.live
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+
+    /// Whether `slot` is live (racy snapshot, for inspection).
+    pub(crate) fn is_live(&self, slot: usize) -> bool {
+        self.live[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+    }
+
+    /// Runs `f` on the lock-guarded lists.
+    ///
+    /// # Safety
+    /// The caller holds the lock that guards this slab: the lock of the class
+    /// it is assigned to, or the pool lock while it is unassigned.
+    #[inline]
+    pub(crate) unsafe fn lists<R>(&self, f: impl FnOnce(&mut SlabLists) -> R) -> R {
+        // SAFETY: the caller holds the guarding lock, so no other thread
+        // accesses `lists` concurrently.
+        self.lists.with_mut(|lists| f(unsafe { &mut *lists }))
+    }
+
+    /// Hands the slab to `class`, making every slot available.
+    ///
+    /// # Safety
+    /// The caller holds both the class lock and the pool lock, and the slab
+    /// has no live slots.
+    pub(crate) unsafe fn assign(&self, class: usize) {
+        debug_assert!(class < CLASS_COUNT);
+        debug_assert_eq!(self.live_count(), 0);
+        let slots = slots_per_slab(class);
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.lists(|lists| {
+                lists.avail = [0; BITMAP_WORDS];
+                let mut remaining = slots;
+                let mut word = 0;
+                while remaining >= 64 {
+                    lists.avail[word] = u64::MAX;
+                    remaining -= 64;
+                    word += 1;
+                }
+                if remaining > 0 {
+                    lists.avail[word] = (1u64 << remaining) - 1;
+                }
+                lists.avail_count = slots as u32;
+                lists.scan_from = 0;
+                lists.prev = NO_SLAB;
+                lists.next = NO_SLAB;
+            })
+        };
+        self.class_tag.store(class as u8 + 1, Ordering::Relaxed);
+    }
+
+    /// Returns the slab to the unassigned state.
+    ///
+    /// # Safety
+    /// The caller holds both the class lock and the pool lock, and every slot
+    /// is available (none live, none in a thread cache).
+    pub(crate) unsafe fn unassign(&self) {
+        self.class_tag.store(0, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.lists(|lists| {
+                lists.avail = [0; BITMAP_WORDS];
+                lists.avail_count = 0;
+                lists.scan_from = 0;
+            })
+        };
+    }
+}
+
+impl SlabLists {
+    /// Slots available to the central list.
+    pub(crate) fn avail_count(&self) -> usize {
+        self.avail_count as usize
+    }
+
+    /// Takes up to `out.len()` available slots, writing their indices to `out`.
+    pub(crate) fn take(&mut self, out: &mut [u16]) -> usize {
+        let mut taken = 0;
+        let mut word = self.scan_from as usize;
+        while taken < out.len() && word < BITMAP_WORDS {
+            let bits = self.avail[word];
+            if bits == 0 {
+                word += 1;
+                continue;
+            }
+            let bit = bits.trailing_zeros() as usize;
+            self.avail[word] = bits & (bits - 1);
+            out[taken] = (word * 64 + bit) as u16;
+            taken += 1;
+        }
+        self.scan_from = word as u32;
+        self.avail_count -= taken as u32;
+        taken
+    }
+
+    /// Makes `slot` available again. Returns `false` if it already was (the
+    /// slot was in two places at once: allocator state is corrupt).
+    pub(crate) fn give(&mut self, slot: usize) -> bool {
+        let word = slot / 64;
+        let bit = 1u64 << (slot % 64);
+        if self.avail[word] & bit != 0 {
+            return false;
+        }
+        self.avail[word] |= bit;
+        self.avail_count += 1;
+        if (word as u32) < self.scan_from {
+            self.scan_from = word as u32;
+        }
+        true
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The metadata table lives in fresh zeroed pages, which is sound only
+    /// because an unused slab's metadata is all zero bytes.
+    #[test]
+    fn unused_slab_metadata_is_all_zero_bytes() {
+        let meta = SlabMeta::new();
+        let size = core::mem::size_of::<SlabMeta>();
+        // SAFETY: reading the bytes of a live, initialised value. `SlabMeta`
+        // has no padding (it is all integers of aligned sizes) so every byte
+        // is initialised.
+        #[allow(unsafe_code)]
+        let bytes =
+            unsafe { core::slice::from_raw_parts(&meta as *const SlabMeta as *const u8, size) };
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+}

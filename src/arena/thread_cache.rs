@@ -1,0 +1,183 @@
+//! Per-thread caches of free, already-wiped slots, one stack per size class,
+//! so the common allocation and free touch no lock.
+//!
+//! A cached slot is neither live nor available in its slab's bitmaps, so a
+//! double free is still caught (its live bit is already clear), and the slot
+//! cannot be handed out twice. When a thread exits, a pthread key destructor
+//! returns its cached slots to the central lists.
+//!
+//! The thread-local is `const`-initialised and has no `Drop`, so touching it
+//! never registers a TLS destructor and never allocates.
+
+#![allow(unsafe_code)]
+
+use super::heap::Heap;
+use super::size_class::{cache_capacity, CACHE_CAPACITY_MAX, CLASS_COUNT};
+
+/// One thread's cache for one heap.
+pub(crate) struct HeapCache {
+    len: [u8; CLASS_COUNT],                            // cached slots per class
+    slots: [[usize; CACHE_CAPACITY_MAX]; CLASS_COUNT], // slot addresses, a stack per class
+}
+
+impl HeapCache {
+    /// An empty cache.
+    pub(crate) const EMPTY: HeapCache = HeapCache {
+        len: [0; CLASS_COUNT],
+        slots: [[0; CACHE_CAPACITY_MAX]; CLASS_COUNT],
+    };
+
+    /// Takes a free slot of `class`, refilling from `heap` when empty.
+    /// Returns 0 when the heap is out of memory or lock budget.
+    #[inline]
+    pub(crate) fn pop(&mut self, heap: &Heap, class: usize) -> usize {
+        let len = self.len[class] as usize;
+        if len > 0 {
+            self.len[class] -= 1;
+            return self.slots[class][len - 1];
+        }
+        self.refill(heap, class)
+    }
+
+    #[cold]
+    fn refill(&mut self, heap: &Heap, class: usize) -> usize {
+        let want = (cache_capacity(class) / 2).max(1);
+        let mut batch = [0usize; CACHE_CAPACITY_MAX];
+        let n = heap.take_slots(class, &mut batch[..want]);
+        if n == 0 {
+            return 0;
+        }
+        self.slots[class][..n - 1].copy_from_slice(&batch[1..n]);
+        self.len[class] = (n - 1) as u8;
+        batch[0]
+    }
+
+    /// Caches a wiped, non-live slot of `class`, handing half the stack back
+    /// to `heap` when it is full.
+    #[inline]
+    pub(crate) fn push(&mut self, heap: &Heap, class: usize, addr: usize) {
+        let len = self.len[class] as usize;
+        if len == cache_capacity(class) {
+            let keep = len / 2;
+            heap.give_slots(class, &self.slots[class][keep..len]);
+            self.len[class] = keep as u8;
+        }
+        let len = self.len[class] as usize;
+        self.slots[class][len] = addr;
+        self.len[class] += 1;
+    }
+
+    /// Returns every cached slot to `heap` (thread exit).
+    pub(crate) fn flush(&mut self, heap: &Heap) {
+        for class in 0..CLASS_COUNT {
+            let len = self.len[class] as usize;
+            if len > 0 {
+                heap.give_slots(class, &self.slots[class][..len]);
+                self.len[class] = 0;
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use tls::with_cache;
+
+#[cfg(not(loom))]
+mod tls {
+    use super::HeapCache;
+    use crate::arena::{heap::Heap, HEAPS, HEAP_COUNT};
+    use crate::sync::{AtomicUsize, Ordering};
+    use crate::sys;
+    use core::cell::{Cell, UnsafeCell};
+
+    const UNREGISTERED: u8 = 0;
+    const BUSY: u8 = 1; // inside `with_cache`, or registering
+    const ACTIVE: u8 = 2;
+    const EXITED: u8 = 3;
+
+    struct ThreadCaches {
+        state: Cell<u8>,
+        heaps: [UnsafeCell<HeapCache>; HEAP_COUNT],
+    }
+
+    std::thread_local! {
+        static CACHES: ThreadCaches = const {
+            ThreadCaches {
+                state: Cell::new(UNREGISTERED),
+                heaps: [const { UnsafeCell::new(HeapCache::EMPTY) }; HEAP_COUNT],
+            }
+        };
+    }
+
+    /// The pthread key whose destructor flushes a thread's caches (+1; 0 = none).
+    static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
+
+    /// Creates the thread-exit key (once per process, at heap start-up).
+    pub(crate) fn create_exit_key() {
+        if EXIT_KEY.load(Ordering::Acquire) == 0 {
+            if let Ok(key) = sys::pthread_key_create(thread_exit) {
+                EXIT_KEY.store(key as usize + 1, Ordering::Release);
+            }
+        }
+    }
+
+    /// Runs `f` on this thread's cache for heap `heap_idx`. Returns `None`
+    /// when there is no usable cache: the thread is exiting, the call
+    /// re-entered (a signal handler), or the exit key could not be created.
+    #[inline]
+    pub(crate) fn with_cache<R>(
+        heap_idx: usize,
+        f: impl FnOnce(&mut HeapCache, &Heap) -> R,
+    ) -> Option<R> {
+        CACHES
+            .try_with(|caches| {
+                match caches.state.get() {
+                    ACTIVE => {}
+                    UNREGISTERED => {
+                        let key = EXIT_KEY.load(Ordering::Acquire);
+                        if key == 0 {
+                            return None;
+                        }
+                        caches.state.set(BUSY);
+                        // The value only needs to be non-null for the
+                        // destructor to run.
+                        if sys::pthread_setspecific((key - 1) as _, 1).is_err() {
+                            caches.state.set(UNREGISTERED);
+                            return None;
+                        }
+                    }
+                    _ => return None,
+                }
+                caches.state.set(BUSY);
+                // SAFETY: the state machine above guarantees that no other
+                // reference to this thread's cache exists: BUSY excludes
+                // re-entry, and the cache is never shared across threads.
+                let cache = unsafe { &mut *caches.heaps[heap_idx].get() };
+                let result = f(cache, &HEAPS[heap_idx]);
+                caches.state.set(ACTIVE);
+                Some(result)
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// pthread key destructor: the thread is exiting; hand its cached slots
+    /// back so that nothing is stranded.
+    unsafe extern "C" fn thread_exit(_value: *mut core::ffi::c_void) {
+        let _ = CACHES.try_with(|caches| {
+            if caches.state.get() == BUSY {
+                return;
+            }
+            caches.state.set(EXITED);
+            for (idx, heap) in HEAPS.iter().enumerate() {
+                // SAFETY: state EXITED keeps `with_cache` out, so this is the
+                // only reference.
+                let cache = unsafe { &mut *caches.heaps[idx].get() };
+                cache.flush(heap);
+            }
+        });
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use tls::create_exit_key;

@@ -1,0 +1,53 @@
+//! The crate's error type: categories a caller can act on.
+
+use crate::sys::OsError;
+use core::fmt;
+
+/// Everything that can go wrong in this crate's fallible API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The kernel refused to lock memory (`RLIMIT_MEMLOCK` reached, or no
+    /// `CAP_IPC_LOCK`) and the chosen policy does not allow running unlocked.
+    LockRefused(OsError),
+    /// The arena could not supply memory (address space or memory exhausted).
+    AllocFailed,
+    /// Stored ciphertext failed authentication: it was modified, or moved from
+    /// another secret.
+    Tampered,
+    /// The secret key is gone: the process forked (the child's key page is
+    /// wiped by the kernel), [`purge`](crate) was called, or the key page
+    /// could not be created.
+    KeyUnavailable,
+    /// The secret passed its expiry time and has been wiped.
+    Expired,
+    /// The secret was destroyed.
+    Destroyed,
+    /// An operating-system call failed.
+    Os(OsError),
+    /// This operating system is not supported (Linux only).
+    Unsupported,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::LockRefused(e) => write!(
+                f,
+                "the kernel refused to lock memory ({e}); raise RLIMIT_MEMLOCK \
+                 (ulimit -l), grant CAP_IPC_LOCK, or choose the best-effort policy"
+            ),
+            Error::AllocFailed => f.write_str("secure memory allocation failed (out of memory or address space)"),
+            Error::Tampered => f.write_str("stored ciphertext failed authentication (modified or swapped between secrets)"),
+            Error::KeyUnavailable => f.write_str(
+                "the secret key is unavailable (process forked, secrets purged, or key page could not be created)",
+            ),
+            Error::Expired => f.write_str("the secret has expired and was wiped"),
+            Error::Destroyed => f.write_str("the secret was destroyed"),
+            Error::Os(e) => write!(f, "operating system call failed: {e}"),
+            Error::Unsupported => f.write_str("secalloc supports Linux only"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,29 @@
+//! # secalloc
+//!
+//! Keeps secrets where swap, core dumps and careless code cannot reach them.
+//!
+//! - [`SecureAlloc`] is an allocator over a process-wide slab arena whose
+//!   memory is `mlock`ed, excluded from core dumps (`MADV_DONTDUMP`) and
+//!   wiped on free. Install it as the `#[global_allocator]`, or hand it to
+//!   `allocator_api2` / `hashbrown` collections that should hold secrets only.
+//!
+//! Linux only: on other systems every allocation fails with a clear error
+//! rather than running silently without protection.
+
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+pub mod arena;
+pub mod error;
+#[cfg(not(loom))]
+pub mod smaps;
+mod sync;
+pub mod sys;
+
+#[cfg(not(loom))]
+pub use arena::SecureAlloc;
+pub use arena::{LockPolicy, Stats, SIZE_CLASSES};
+pub use error::Error;

@@ -1,0 +1,384 @@
+//! Linux implementation of the OS layer.
+
+use super::{Errno, OsError, OsResult, Protection};
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+fn last_errno() -> Errno {
+    // SAFETY: `__errno_location` returns the calling thread's errno slot,
+    // which is always valid to read.
+    Errno(unsafe { *libc::__errno_location() })
+}
+
+fn check(op: &'static str, ret: c_int) -> OsResult<()> {
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(OsError {
+            op,
+            errno: last_errno(),
+        })
+    }
+}
+
+fn prot_bits(prot: Protection) -> c_int {
+    match prot {
+        Protection::None => libc::PROT_NONE,
+        Protection::Read => libc::PROT_READ,
+        Protection::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+    }
+}
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The OS page size in bytes (cached after the first call).
+pub fn page_size() -> usize {
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = if size > 0 { size as usize } else { 4096 };
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+fn mmap_anonymous(len: usize, prot: Protection, extra_flags: c_int) -> OsResult<usize> {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address cannot
+    // alias any existing Rust object.
+    let addr = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            prot_bits(prot),
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        Err(OsError {
+            op: "mmap",
+            errno: last_errno(),
+        })
+    } else {
+        Ok(addr as usize)
+    }
+}
+
+/// Reserves `len` bytes of address space with no access and no swap
+/// reservation; pages become usable only after [`mprotect`].
+pub fn mmap_reserve(len: usize) -> OsResult<usize> {
+    mmap_anonymous(len, Protection::None, libc::MAP_NORESERVE)
+}
+
+/// Reserves `len` bytes of inaccessible address space starting at a multiple
+/// of `align` (a power of two no smaller than the page size), by reserving
+/// `len + align` and returning the unused head and tail to the kernel.
+pub fn mmap_reserve_aligned(len: usize, align: usize) -> OsResult<usize> {
+    let padded = len.checked_add(align).ok_or(OsError {
+        op: "mmap",
+        errno: Errno::ENOMEM,
+    })?;
+    let raw = mmap_reserve(padded)?;
+    let start = (raw + align - 1) & !(align - 1);
+    let head = start - raw;
+    let tail = padded - head - len;
+    // SAFETY: head and tail are page-aligned pieces of the reservation we just
+    // made; nothing references them.
+    unsafe {
+        if head != 0 {
+            munmap(raw, head)?;
+        }
+        if tail != 0 {
+            munmap(start + len, tail)?;
+        }
+    }
+    Ok(start)
+}
+
+/// Maps `len` bytes of zeroed, readable and writable anonymous memory,
+/// populated lazily by the kernel.
+pub fn mmap_read_write(len: usize) -> OsResult<usize> {
+    mmap_anonymous(len, Protection::ReadWrite, libc::MAP_NORESERVE)
+}
+
+/// Unmaps `[addr, addr + len)`.
+///
+/// # Safety
+/// The range must be page aligned, owned by the caller, and no live Rust
+/// reference may point into it.
+pub unsafe fn munmap(addr: usize, len: usize) -> OsResult<()> {
+    // SAFETY: the caller owns the range and nothing references it.
+    check("munmap", unsafe { libc::munmap(addr as *mut c_void, len) })
+}
+
+/// Changes the protection of `[addr, addr + len)`.
+///
+/// # Safety
+/// The range must be page aligned and owned by the caller; removing access
+/// from memory that live references point to is the caller's responsibility.
+pub unsafe fn mprotect(addr: usize, len: usize, prot: Protection) -> OsResult<()> {
+    // SAFETY: the caller owns the range.
+    check("mprotect", unsafe {
+        libc::mprotect(addr as *mut c_void, len, prot_bits(prot))
+    })
+}
+
+/// Locks `[addr, addr + len)` into RAM, faulting pages in lazily when the
+/// kernel supports `mlock2(MLOCK_ONFAULT)` and eagerly (`mlock`) otherwise.
+///
+/// The whole range is charged to `RLIMIT_MEMLOCK` either way.
+pub fn mlock_on_fault(addr: usize, len: usize) -> OsResult<()> {
+    // SAFETY: mlock2 only changes residency attributes of the range; an
+    // unmapped range is reported as ENOMEM, not undefined behaviour.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mlock2,
+            addr as *const c_void,
+            len,
+            libc::MLOCK_ONFAULT,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let errno = last_errno();
+    if errno != Errno::ENOSYS && errno.0 != libc::EINVAL {
+        return Err(OsError {
+            op: "mlock2",
+            errno,
+        });
+    }
+    // SAFETY: as above; mlock only changes residency.
+    check("mlock", unsafe { libc::mlock(addr as *const c_void, len) })
+}
+
+/// Unlocks `[addr, addr + len)`.
+pub fn munlock(addr: usize, len: usize) -> OsResult<()> {
+    // SAFETY: munlock only changes residency attributes of the range.
+    check("munlock", unsafe {
+        libc::munlock(addr as *const c_void, len)
+    })
+}
+
+fn madvise(op: &'static str, addr: usize, len: usize, advice: c_int) -> OsResult<()> {
+    // SAFETY: the advice values used here (DONTDUMP, WIPEONFORK, DONTFORK)
+    // change only dump and fork behaviour, never the contents seen by this
+    // process.
+    check(op, unsafe {
+        libc::madvise(addr as *mut c_void, len, advice)
+    })
+}
+
+/// Excludes the range from core dumps (`MADV_DONTDUMP`).
+pub fn madvise_dontdump(addr: usize, len: usize) -> OsResult<()> {
+    madvise("madvise(MADV_DONTDUMP)", addr, len, libc::MADV_DONTDUMP)
+}
+
+/// Makes a forked child see the range zeroed (`MADV_WIPEONFORK`).
+pub fn madvise_wipeonfork(addr: usize, len: usize) -> OsResult<()> {
+    madvise("madvise(MADV_WIPEONFORK)", addr, len, libc::MADV_WIPEONFORK)
+}
+
+/// Leaves the range out of a forked child entirely (`MADV_DONTFORK`).
+pub fn madvise_dontfork(addr: usize, len: usize) -> OsResult<()> {
+    madvise("madvise(MADV_DONTFORK)", addr, len, libc::MADV_DONTFORK)
+}
+
+/// `RLIMIT_MEMLOCK` as `(soft, hard)`; `usize::MAX` means unlimited.
+pub fn memlock_limit() -> OsResult<(usize, usize)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    check("getrlimit(RLIMIT_MEMLOCK)", unsafe {
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)
+    })?;
+    let conv = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            usize::MAX
+        } else {
+            v as usize
+        }
+    };
+    Ok((conv(lim.rlim_cur), conv(lim.rlim_max)))
+}
+
+/// Raises the soft `RLIMIT_MEMLOCK` to the hard limit. Returns the new soft limit.
+pub fn raise_memlock_to_hard_limit() -> OsResult<usize> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    check("getrlimit(RLIMIT_MEMLOCK)", unsafe {
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)
+    })?;
+    if lim.rlim_cur != lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit whose soft value equals its hard value.
+        check("setrlimit(RLIMIT_MEMLOCK)", unsafe {
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim)
+        })?;
+    }
+    Ok(if lim.rlim_cur == libc::RLIM_INFINITY {
+        usize::MAX
+    } else {
+        lim.rlim_cur as usize
+    })
+}
+
+/// Creates a `memfd_secret` file descriptor (Linux 5.14+, when enabled).
+/// `ENOSYS` means the kernel does not offer it.
+pub fn memfd_secret() -> OsResult<c_int> {
+    // SAFETY: memfd_secret takes a flags word and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
+    if fd < 0 {
+        Err(OsError {
+            op: "memfd_secret",
+            errno: last_errno(),
+        })
+    } else {
+        Ok(fd as c_int)
+    }
+}
+
+/// Sets the size of the file behind `fd`.
+pub fn ftruncate(fd: c_int, len: usize) -> OsResult<()> {
+    // SAFETY: ftruncate on a descriptor we own has no memory effects.
+    check("ftruncate", unsafe {
+        libc::ftruncate(fd, len as libc::off_t)
+    })
+}
+
+/// Maps `len` bytes of the file `fd` shared and read-write.
+pub fn mmap_shared_fd(fd: c_int, len: usize) -> OsResult<usize> {
+    // SAFETY: a new shared mapping at a kernel-chosen address aliases no Rust object.
+    let addr = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        Err(OsError {
+            op: "mmap(memfd_secret)",
+            errno: last_errno(),
+        })
+    } else {
+        Ok(addr as usize)
+    }
+}
+
+/// Closes a descriptor this crate opened.
+pub fn close(fd: c_int) {
+    // SAFETY: the caller passes a descriptor it owns and does not use again.
+    unsafe { libc::close(fd) };
+}
+
+/// A thread-exit callback for [`pthread_key_create`].
+pub type KeyDestructor = unsafe extern "C" fn(*mut c_void);
+
+/// Creates a pthread key whose destructor runs at thread exit for every
+/// thread that stored a non-null value under it.
+pub fn pthread_key_create(dtor: KeyDestructor) -> OsResult<libc::pthread_key_t> {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is writable; `dtor` is a valid function for the process lifetime.
+    let ret = unsafe { libc::pthread_key_create(&mut key, Some(dtor)) };
+    if ret == 0 {
+        Ok(key)
+    } else {
+        Err(OsError {
+            op: "pthread_key_create",
+            errno: Errno(ret),
+        })
+    }
+}
+
+/// Stores `value` for the calling thread under `key`.
+pub fn pthread_setspecific(key: libc::pthread_key_t, value: usize) -> OsResult<()> {
+    // SAFETY: the value is an opaque token; glibc never dereferences it.
+    let ret = unsafe { libc::pthread_setspecific(key, value as *const c_void) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(OsError {
+            op: "pthread_setspecific",
+            errno: Errno(ret),
+        })
+    }
+}
+
+extern "C" {
+    // Not exported by the `libc` crate for Linux targets; glibc has it in
+    // libc.so.6 since 2.28 (and libpthread before that).
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> c_int;
+}
+
+/// Registers fork handlers.
+pub fn register_atfork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) -> OsResult<()> {
+    // SAFETY: the handlers are plain functions valid for the process lifetime.
+    let ret = unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(OsError {
+            op: "pthread_atfork",
+            errno: Errno(ret),
+        })
+    }
+}
+
+/// Writes `bytes` to standard error without allocating, ignoring failures.
+pub fn write_stderr(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid readable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// Reports an unrecoverable misuse on stderr and aborts the process.
+///
+/// This path never allocates and never unwinds, so it is safe inside the
+/// allocator.
+pub fn fatal(message: &str) -> ! {
+    write_stderr(b"secalloc: fatal: ");
+    write_stderr(message.as_bytes());
+    write_stderr(b"\n");
+    // SAFETY: abort has no preconditions and does not return.
+    unsafe { libc::abort() }
+}
+
+/// Reads an environment variable without allocating (for the preload
+/// library's early start); returns the raw bytes.
+pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer into
+    // the environment block that stays valid unless the program calls setenv.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        None
+    } else {
+        // SAFETY: a non-null getenv result is a NUL-terminated string.
+        Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes())
+    }
+}

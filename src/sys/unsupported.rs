@@ -1,0 +1,121 @@
+//! Stand-in for operating systems other than Linux: every call fails with
+//! `ENOSYS`, so the allocator returns null and `Secret` reports
+//! `KeyUnavailable` instead of silently running without protection.
+
+use super::{Errno, OsError, OsResult, Protection};
+use core::ffi::{c_int, c_void};
+
+fn unsupported<T>(op: &'static str) -> OsResult<T> {
+    Err(OsError {
+        op,
+        errno: Errno::ENOSYS,
+    })
+}
+
+/// The OS page size (assumed 4 KiB).
+pub fn page_size() -> usize {
+    4096
+}
+/// Unsupported on this OS.
+pub fn mmap_reserve(_len: usize) -> OsResult<usize> {
+    unsupported("mmap (secalloc supports Linux only)")
+}
+/// Unsupported on this OS.
+pub fn mmap_read_write(_len: usize) -> OsResult<usize> {
+    unsupported("mmap (secalloc supports Linux only)")
+}
+/// Unsupported on this OS.
+///
+/// # Safety
+/// None: always fails.
+pub unsafe fn munmap(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("munmap")
+}
+/// Unsupported on this OS.
+///
+/// # Safety
+/// None: always fails.
+pub unsafe fn mprotect(_addr: usize, _len: usize, _prot: Protection) -> OsResult<()> {
+    unsupported("mprotect")
+}
+/// Unsupported on this OS.
+pub fn mlock_on_fault(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("mlock2")
+}
+/// Unsupported on this OS.
+pub fn munlock(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("munlock")
+}
+/// Unsupported on this OS.
+pub fn madvise_dontdump(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("madvise(MADV_DONTDUMP)")
+}
+/// Unsupported on this OS.
+pub fn madvise_wipeonfork(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("madvise(MADV_WIPEONFORK)")
+}
+/// Unsupported on this OS.
+pub fn madvise_dontfork(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("madvise(MADV_DONTFORK)")
+}
+/// Unsupported on this OS.
+pub fn memlock_limit() -> OsResult<(usize, usize)> {
+    unsupported("getrlimit")
+}
+/// Unsupported on this OS.
+pub fn raise_memlock_to_hard_limit() -> OsResult<usize> {
+    unsupported("setrlimit")
+}
+/// Unsupported on this OS.
+pub fn memfd_secret() -> OsResult<c_int> {
+    unsupported("memfd_secret")
+}
+/// Unsupported on this OS.
+pub fn ftruncate(_fd: c_int, _len: usize) -> OsResult<()> {
+    unsupported("ftruncate")
+}
+/// Unsupported on this OS.
+pub fn mmap_shared_fd(_fd: c_int, _len: usize) -> OsResult<usize> {
+    unsupported("mmap")
+}
+/// No-op.
+pub fn close(_fd: c_int) {}
+/// A thread-exit callback.
+pub type KeyDestructor = unsafe extern "C" fn(*mut c_void);
+/// Unsupported on this OS.
+pub fn pthread_key_create(_dtor: KeyDestructor) -> OsResult<usize> {
+    unsupported("pthread_key_create")
+}
+/// Unsupported on this OS.
+pub fn pthread_setspecific(_key: usize, _value: usize) -> OsResult<()> {
+    unsupported("pthread_setspecific")
+}
+/// Unsupported on this OS.
+pub fn register_atfork(
+    _prepare: unsafe extern "C" fn(),
+    _parent: unsafe extern "C" fn(),
+    _child: unsafe extern "C" fn(),
+) -> OsResult<()> {
+    unsupported("pthread_atfork")
+}
+/// Writes to stderr.
+pub fn write_stderr(bytes: &[u8]) {
+    // SAFETY: `bytes` is a valid readable buffer.
+    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+}
+/// Reports a fatal error and aborts.
+pub fn fatal(message: &str) -> ! {
+    write_stderr(b"secalloc: fatal: ");
+    write_stderr(message.as_bytes());
+    write_stderr(b"\n");
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+/// Environment lookups are not needed off Linux.
+pub fn getenv(_name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    None
+}
+/// Unsupported on this OS.
+pub fn mmap_reserve_aligned(_len: usize, _align: usize) -> OsResult<usize> {
+    unsupported("mmap (secalloc supports Linux only)")
+}

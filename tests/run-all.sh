@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's test command. Installs what the tests
+# need (util-linux for setpriv/prlimit) when it is missing, then runs the unit
+# and integration tests, the doc tests, and the loom models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+if ((${#need[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "${need[@]}"
+    else
+        echo "missing: ${need[*]} (install them, e.g. sudo apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+fi
+
+echo "== unit, integration and doc tests"
+cargo test --release --all-targets --no-fail-fast
+cargo test --release --doc
+
+echo "== loom models (bounded preemption)"
+LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" RUSTFLAGS="--cfg loom" \
+    CARGO_TARGET_DIR=target/loom cargo test --release --test 'loom_*'
