@@ -62,3 +62,15 @@ pub fn arena_contains(needle: &[u8]) -> bool {
     });
     found
 }
+
+/// Whether `[addr, addr + len)` lies inside arena memory and is all zero.
+/// `None` if any of it is outside the arena.
+pub fn range_is_zeroed(addr: usize, len: usize) -> Option<bool> {
+    let mut inside = false;
+    for_each_region(|start, region_len| {
+        if addr >= start && addr + len <= start + region_len {
+            inside = true;
+        }
+    });
+    inside.then(|| (addr..addr + len).all(|a| read(a) == 0))
+}

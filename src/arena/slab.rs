@@ -228,17 +228,31 @@ mod tests {
     use super::*;
 
     /// The metadata table lives in fresh zeroed pages, which is sound only
-    /// because an unused slab's metadata is all zero bytes.
+    /// because all-zero bytes are a valid `SlabMeta` equal to `SlabMeta::new()`.
     #[test]
-    fn unused_slab_metadata_is_all_zero_bytes() {
-        let meta = SlabMeta::new();
-        let size = core::mem::size_of::<SlabMeta>();
-        // SAFETY: reading the bytes of a live, initialised value. `SlabMeta`
-        // has no padding (it is all integers of aligned sizes) so every byte
-        // is initialised.
+    fn zeroed_slab_metadata_equals_an_unused_slab() {
+        // SAFETY: every field of `SlabMeta` is an integer, an atomic integer,
+        // or an array/`UnsafeCell` of them, for which all-zero is valid.
         #[allow(unsafe_code)]
-        let bytes =
-            unsafe { core::slice::from_raw_parts(&meta as *const SlabMeta as *const u8, size) };
-        assert!(bytes.iter().all(|&b| b == 0));
+        let zeroed: SlabMeta = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        let fresh = SlabMeta::new();
+        for meta in [&zeroed, &fresh] {
+            assert_eq!(meta.class(), None);
+            assert!(!meta.is_locked());
+            assert_eq!(meta.live_count(), 0);
+            // SAFETY: single-threaded test; no lock needed.
+            #[allow(unsafe_code)]
+            let (count, prev, next, any) = unsafe {
+                meta.lists(|l| {
+                    (
+                        l.avail_count(),
+                        l.prev,
+                        l.next,
+                        l.avail.iter().any(|&w| w != 0),
+                    )
+                })
+            };
+            assert_eq!((count, prev, next, any), (0, NO_SLAB, NO_SLAB, false));
+        }
     }
 }
