@@ -11,7 +11,7 @@
 #![allow(unsafe_code)]
 
 use super::heap::{round_up, Heap};
-use super::wipe::wipe;
+use super::wipe::{wipe, wipe_resident};
 use super::LockPolicy;
 use crate::sync::Mutex;
 use crate::sys;
@@ -137,7 +137,7 @@ impl LargeHeap {
         };
         // SAFETY: the block was live and is now ours alone: the registry no
         // longer lists it and the caller gave up its pointer.
-        unsafe { wipe(block.data, block.data_len) };
+        unsafe { wipe_resident(block.data, block.data_len) };
         {
             let mut reg = self.registry.lock();
             if reg.put_cached(block) {

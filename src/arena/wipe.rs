@@ -22,3 +22,48 @@ pub(crate) unsafe fn wipe(addr: usize, len: usize) {
     let bytes = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
     zeroize::zeroize_bytes(bytes);
 }
+
+/// Pages examined per `mincore` call in [`wipe_resident`].
+const RESIDENCY_CHUNK_PAGES: usize = 4096;
+
+/// Zeroes every resident page of the page-aligned range `[addr, addr + len)`
+/// and leaves pages that were never touched alone: those are still the
+/// kernel's zero pages, and touching them would fault in (and lock) memory
+/// the caller never used — a 1 TiB reservation freed unused must not become
+/// 1 TiB of writes.
+///
+/// # Safety
+/// As for [`wipe`]; additionally `addr` is page aligned.
+pub(crate) unsafe fn wipe_resident(addr: usize, len: usize) {
+    let page = crate::sys::page_size();
+    if len <= 16 * page {
+        // SAFETY: forwarded from the caller.
+        return unsafe { wipe(addr, len) };
+    }
+    let mut residency = [0u8; RESIDENCY_CHUNK_PAGES];
+    let mut chunk_start = addr;
+    let end = addr + len;
+    while chunk_start < end {
+        let chunk_len = (end - chunk_start).min(RESIDENCY_CHUNK_PAGES * page);
+        let pages = chunk_len.div_ceil(page);
+        if crate::sys::mincore(chunk_start, chunk_len, &mut residency[..pages]).is_err() {
+            residency[..pages].fill(1); // cannot tell: wipe everything
+        }
+        let mut i = 0;
+        while i < pages {
+            if residency[i] & 1 == 0 {
+                i += 1;
+                continue;
+            }
+            let run_start = i;
+            while i < pages && residency[i] & 1 != 0 {
+                i += 1;
+            }
+            let from = chunk_start + run_start * page;
+            let to = (chunk_start + i * page).min(end);
+            // SAFETY: a sub-range of the caller's exclusive range.
+            unsafe { wipe(from, to - from) };
+        }
+        chunk_start += chunk_len;
+    }
+}

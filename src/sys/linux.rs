@@ -155,6 +155,17 @@ pub fn mlock_on_fault(addr: usize, len: usize) -> OsResult<()> {
     check("mlock", unsafe { libc::mlock(addr as *const c_void, len) })
 }
 
+/// Fills `residency[i]` with 1 if page `i` of `[addr, addr + len)` is
+/// resident, 0 if not. `residency` must have one byte per page.
+pub fn mincore(addr: usize, len: usize, residency: &mut [u8]) -> OsResult<()> {
+    debug_assert!(residency.len() >= len.div_ceil(page_size()));
+    // SAFETY: `residency` has room for one byte per page of the range;
+    // mincore only reads page-table state.
+    check("mincore", unsafe {
+        libc::mincore(addr as *mut c_void, len, residency.as_mut_ptr())
+    })
+}
+
 /// Unlocks `[addr, addr + len)`.
 pub fn munlock(addr: usize, len: usize) -> OsResult<()> {
     // SAFETY: munlock only changes residency attributes of the range.
