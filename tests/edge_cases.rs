@@ -140,7 +140,7 @@ fn realloc_table() {
         (100, 97, 8, true),         // shrink within class
         (1000, 10, 8, false),       // shrink to a smaller class moves
         (200, 20_000, 16, false),   // small to large
-        (20_000, 24_000, 16, true), // inside the large block's pages
+        (20_000, 20_400, 16, true), // inside the large block's pages
         (100_000, 300_000, 64, false),
         (300_000, 200_000, 64, true), // shrink large in place (wastes < half)
         (300_000, 1000, 64, false),   // large to small
