@@ -16,7 +16,9 @@
 #![allow(unsafe_code)]
 
 use super::large::LargeHeap;
-use super::size_class::{slots_per_slab, CLASS_COUNT, SIZE_CLASSES, SLAB_SHIFT, SLAB_SIZE};
+use super::size_class::{
+    slot_index, slots_per_slab, CLASS_COUNT, SIZE_CLASSES, SLAB_SHIFT, SLAB_SIZE,
+};
 use super::slab::{SlabMeta, NO_SLAB};
 use super::LockPolicy;
 use crate::sync::{spin_hint, AtomicU8, AtomicUsize, Mutex, Ordering};
@@ -216,8 +218,8 @@ impl Heap {
         };
         let in_slab = offset & (SLAB_SIZE - 1);
         let size = SIZE_CLASSES[class];
-        let slot = in_slab / size;
-        if in_slab % size != 0 || slot >= slots_per_slab(class) {
+        let slot = slot_index(in_slab, class);
+        if in_slab != slot * size || slot >= slots_per_slab(class) {
             sys::fatal(
                 "free of a pointer that is not the start of a secalloc allocation (invalid free)",
             );
@@ -289,7 +291,7 @@ impl Heap {
         for &addr in addrs {
             let offset = addr - base;
             let slab = offset >> SLAB_SHIFT;
-            let slot = (offset & (SLAB_SIZE - 1)) / SIZE_CLASSES[class];
+            let slot = slot_index(offset & (SLAB_SIZE - 1), class);
             let meta = self.meta(slab);
             // SAFETY: the slab belongs to `class` (its slot was just freed as
             // one of that class's), and we hold the class lock.

@@ -102,6 +102,30 @@ pub(crate) const fn class_align(idx: usize) -> usize {
     }
 }
 
+/// `ceil(2^32 / size)` per class: `offset / size` becomes a multiply and a
+/// shift (integer division costs tens of cycles on the free path).
+static SLOT_RECIPROCALS: [u64; CLASS_COUNT] = build_reciprocals();
+
+const fn build_reciprocals() -> [u64; CLASS_COUNT] {
+    let mut r = [0u64; CLASS_COUNT];
+    let mut i = 0;
+    while i < CLASS_COUNT {
+        r[i] = (1u64 << 32).div_ceil(SIZE_CLASSES[i] as u64);
+        i += 1;
+    }
+    r
+}
+
+// The reciprocal trick is exact when log2(max offset) + log2(max size) <= 32.
+const_assert!(SLAB_SHIFT + 14 <= 32 && SMALL_SIZE_MAX <= 1 << 14);
+
+/// `offset_in_slab / SIZE_CLASSES[idx]`, exactly, for offsets below `SLAB_SIZE`.
+#[inline]
+pub(crate) fn slot_index(offset_in_slab: usize, idx: usize) -> usize {
+    debug_assert!(offset_in_slab < SLAB_SIZE);
+    ((offset_in_slab as u64 * SLOT_RECIPROCALS[idx]) >> 32) as usize
+}
+
 /// Slots of class `idx` in one slab.
 pub(crate) const fn slots_per_slab(idx: usize) -> usize {
     SLAB_SIZE / SIZE_CLASSES[idx]
@@ -185,6 +209,15 @@ mod tests {
             }
         }
         assert_eq!(class_for(8, 32768), None);
+    }
+
+    #[test]
+    fn slot_index_matches_division_everywhere() {
+        for idx in 0..CLASS_COUNT {
+            for offset in 0..SLAB_SIZE {
+                assert_eq!(slot_index(offset, idx), offset / SIZE_CLASSES[idx]);
+            }
+        }
     }
 
     #[test]

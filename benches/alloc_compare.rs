@@ -1,0 +1,268 @@
+//! SecureAlloc against the system allocator (glibc) and zeroizing-alloc over
+//! the system allocator, in one process and one run, interleaved round by
+//! round (A B C A B C ...), printing medians and ratios to the system
+//! allocator. The three are used as explicit allocator values (not as the
+//! global allocator), so the same code runs on each.
+//!
+//! Run: `cargo bench --bench alloc_compare` (add `-- --quick` for a smoke run).
+
+use allocator_api2::alloc::{AllocError, Allocator};
+use allocator_api2::vec::Vec as AVec;
+use secalloc::SecureAlloc;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+use zeroizing_alloc::ZeroAlloc;
+
+/// Presents any `GlobalAlloc` through the allocator API.
+#[derive(Clone, Copy)]
+struct Api<G: GlobalAlloc + Copy>(G);
+
+// SAFETY: forwards to a `GlobalAlloc`, which upholds the same contract.
+unsafe impl<G: GlobalAlloc + Copy> Allocator for Api<G> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Err(AllocError);
+        }
+        // SAFETY: non-zero size.
+        let p = unsafe { self.0.alloc(layout) };
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(AllocError)
+    }
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.dealloc(ptr.as_ptr(), layout) }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ZeroSys;
+// SAFETY: forwards to zeroizing-alloc over System.
+unsafe impl GlobalAlloc for ZeroSys {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        unsafe { ZeroAlloc(System).alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { ZeroAlloc(System).dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        unsafe { ZeroAlloc(System).realloc(p, l, n) }
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+struct Scale {
+    churn_ops: usize,
+    map_entries: usize,
+    cross_boxes: usize,
+    big_blocks: usize,
+    rounds: usize,
+}
+
+fn churn<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
+    const LIVE: usize = 10_000;
+    let mut slots: Vec<(*mut u8, Layout)> = vec![(std::ptr::null_mut(), Layout::new::<u8>()); LIVE];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..s.churn_ops {
+        let r = rng.next();
+        let i = (r as usize) % LIVE;
+        let (p, l) = slots[i];
+        if !p.is_null() {
+            // SAFETY: allocated below with `l`.
+            unsafe { a.dealloc(p, l) };
+        }
+        let size = 8 + ((r >> 32) as usize % 1017);
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        // SAFETY: fresh block of `size` bytes.
+        unsafe { p.write(r as u8) };
+        slots[i] = (p, l);
+    }
+    for (p, l) in slots {
+        if !p.is_null() {
+            // SAFETY: live block with layout `l`.
+            unsafe { a.dealloc(p, l) };
+        }
+    }
+}
+
+fn map_build<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
+    let api = Api(a);
+    let mut map: hashbrown::HashMap<
+        AVec<u8, Api<G>>,
+        AVec<u8, Api<G>>,
+        hashbrown::DefaultHashBuilder,
+        Api<G>,
+    > = hashbrown::HashMap::with_hasher_in(Default::default(), api);
+    for i in 0..s.map_entries {
+        let mut k = AVec::with_capacity_in(16, api);
+        k.extend_from_slice(format!("key-{i}").as_bytes());
+        let mut v = AVec::with_capacity_in(i % 64 + 1, api);
+        v.resize(i % 64 + 1, i as u8);
+        map.insert(k, v);
+    }
+    assert_eq!(map.len(), s.map_entries);
+    drop(map);
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut u8);
+// SAFETY: the pointer is handed over, never shared.
+unsafe impl Send for SendPtr {}
+
+fn cross_thread<G: GlobalAlloc + Copy + Send + 'static>(a: G, s: &Scale) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SendPtr>>(64);
+    let n = s.cross_boxes;
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let consumer = std::thread::spawn(move || {
+        for batch in rx {
+            for p in batch {
+                // SAFETY: allocated by the producer with `l`.
+                unsafe { a.dealloc(p.0, l) };
+            }
+        }
+    });
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..n {
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        // SAFETY: fresh 64-byte block.
+        unsafe { p.write(i as u8) };
+        batch.push(SendPtr(p));
+        if batch.len() == 1000 {
+            tx.send(std::mem::replace(&mut batch, Vec::with_capacity(1000)))
+                .unwrap();
+        }
+    }
+    tx.send(batch).unwrap();
+    drop(tx);
+    consumer.join().unwrap();
+}
+
+fn big_blocks<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
+    let l = Layout::from_size_align(1 << 20, 16).unwrap();
+    for i in 0..s.big_blocks {
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        // SAFETY: fresh 1 MiB block.
+        unsafe { p.write_bytes(i as u8, 1 << 20) };
+        // Keep the optimiser from deleting the alloc/write/free as dead code.
+        let p = std::hint::black_box(p);
+        // SAFETY: allocated above with `l`.
+        unsafe { a.dealloc(p, l) };
+    }
+}
+
+/// The bandwidth floor for the 1 MiB workload: touch + plain memset of the
+/// same bytes, no allocation.
+fn memset_only(s: &Scale) {
+    let mut buf = vec![0u8; 1 << 20];
+    for i in 0..s.big_blocks {
+        buf.fill(i as u8);
+        std::hint::black_box(&mut buf);
+        buf.fill(0);
+        std::hint::black_box(&mut buf);
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let s = if quick {
+        Scale {
+            churn_ops: 200_000,
+            map_entries: 30_000,
+            cross_boxes: 100_000,
+            big_blocks: 200,
+            rounds: 3,
+        }
+    } else {
+        Scale {
+            churn_ops: 2_000_000,
+            map_entries: 300_000,
+            cross_boxes: 1_000_000,
+            big_blocks: 2000,
+            rounds: 7,
+        }
+    };
+    let secure = SecureAlloc::new();
+    type Run = Box<dyn Fn(&Scale)>;
+    let workloads: Vec<(&str, Vec<(&str, Run)>)> = vec![
+        (
+            "churn 8–1024 B, 10k live",
+            vec![
+                ("system", Box::new(|s| churn(System, s))),
+                ("zeroizing-alloc", Box::new(|s| churn(ZeroSys, s))),
+                ("SecureAlloc", Box::new(move |s| churn(secure, s))),
+            ],
+        ),
+        (
+            "HashMap 300k build+drop",
+            vec![
+                ("system", Box::new(|s| map_build(System, s))),
+                ("zeroizing-alloc", Box::new(|s| map_build(ZeroSys, s))),
+                ("SecureAlloc", Box::new(move |s| map_build(secure, s))),
+            ],
+        ),
+        (
+            "cross-thread 64 B frees",
+            vec![
+                ("system", Box::new(|s| cross_thread(System, s))),
+                ("zeroizing-alloc", Box::new(|s| cross_thread(ZeroSys, s))),
+                ("SecureAlloc", Box::new(move |s| cross_thread(secure, s))),
+            ],
+        ),
+        (
+            "1 MiB blocks touched+freed",
+            vec![
+                ("system", Box::new(|s| big_blocks(System, s))),
+                ("zeroizing-alloc", Box::new(|s| big_blocks(ZeroSys, s))),
+                ("SecureAlloc", Box::new(move |s| big_blocks(secure, s))),
+                ("memset floor", Box::new(memset_only)),
+            ],
+        ),
+    ];
+    println!("| workload | allocator | median | min–max | ratio to system |");
+    println!("|---|---|---:|---:|---:|");
+    for (name, contenders) in &workloads {
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
+        for _ in 0..s.rounds {
+            for (i, (_, run)) in contenders.iter().enumerate() {
+                let t = Instant::now();
+                run(&s);
+                times[i].push(t.elapsed());
+            }
+        }
+        let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
+        for (i, (who, _)) in contenders.iter().enumerate() {
+            let (lo, hi) = (times[i][0], times[i][times[i].len() - 1]);
+            println!(
+                "| {name} | {who} | {:.2} ms | {:.2}–{:.2} ms | {:.2}× |",
+                medians[i].as_secs_f64() * 1e3,
+                lo.as_secs_f64() * 1e3,
+                hi.as_secs_f64() * 1e3,
+                medians[i].as_secs_f64() / medians[0].as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "\n{} rounds, interleaved; {}",
+        s.rounds,
+        if quick { "--quick scale" } else { "full scale" }
+    );
+}
