@@ -7,6 +7,11 @@
 //!   wiped on free. Install it as the `#[global_allocator]`, or hand it to
 //!   `allocator_api2` / `hashbrown` collections that should hold secrets only.
 //!
+//! - [`Secret`] keeps a value encrypted at rest (AES-256-GCM from `ring`) in
+//!   that arena, under a key that lives in a dedicated locked page
+//!   (`memfd_secret` where available). Plaintext exists only inside
+//!   `expose`/`expose_mut`, in locked memory, and is wiped afterwards.
+//!
 //! Linux only: on other systems every allocation fails with a clear error
 //! rather than running silently without protection.
 
@@ -18,6 +23,9 @@
 
 pub mod arena;
 pub mod error;
+pub mod pin;
+#[cfg(not(loom))]
+pub mod secret;
 #[cfg(not(loom))]
 pub mod smaps;
 mod sync;
@@ -27,3 +35,5 @@ pub mod sys;
 pub use arena::SecureAlloc;
 pub use arena::{LockPolicy, Stats, SIZE_CLASSES};
 pub use error::Error;
+#[cfg(not(loom))]
+pub use secret::{purge, Secret};

@@ -150,3 +150,11 @@ pub fn mincore(_addr: usize, _len: usize, residency: &mut [u8]) -> OsResult<()> 
     residency.fill(1);
     Ok(())
 }
+/// A monotonic clock in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}

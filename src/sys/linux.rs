@@ -393,3 +393,15 @@ pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
         Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes())
     }
 }
+
+/// Nanoseconds on `CLOCK_MONOTONIC` (never goes backwards, unaffected by
+/// wall-clock changes): the clock for secret expiry.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

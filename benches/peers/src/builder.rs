@@ -88,11 +88,32 @@ pub fn failure_reason(stderr: &str) -> String {
         let tail: Vec<&str> = lines.iter().rev().take(3).rev().copied().collect();
         push(&mut picked, &tail.join(" "));
     }
-    let mut reason = picked.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    let mut reason = picked
+        .iter()
+        .take(3)
+        .map(|l| shorten_paths(l))
+        .collect::<Vec<_>>()
+        .join("; ");
     if reason.chars().count() > 300 {
         reason = reason.chars().take(297).collect::<String>() + "...";
     }
     reason
+}
+
+/// Drops the `~/.cargo/registry/src/<index>/` part of source paths, which
+/// says nothing and is long.
+fn shorten_paths(line: &str) -> String {
+    const MARK: &str = "/registry/src/";
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(MARK) {
+        let start = rest[..i].rfind([' ', '\'', '"', '(']).map_or(0, |j| j + 1);
+        out.push_str(&rest[..start]);
+        let after = &rest[i + MARK.len()..];
+        rest = after.find('/').map_or(after, |j| &after[j + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The C compiler for hardened_malloc's C23 sources: `PEERS_C23_CC`, else
@@ -112,4 +133,18 @@ pub fn c23_compiler() -> Option<String> {
         })
         .map(String::from)
         .or_else(|| std::env::var("CC").ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_name_the_cause() {
+        let err = "   Compiling x v1\nerror: failed to run custom build command for `x v1`\n\
+                   --- stderr\n\nthread 'main' panicked at build.rs:3:5:\nneeds C23\n\
+                   error: could not compile `y`\n\
+                   /root/.cargo/registry/src/index.crates.io-abc/x-1/a.c:1:2: error: bad";
+        assert_eq!(failure_reason(err), "needs C23; x-1/a.c:1:2: error: bad");
+    }
 }

@@ -131,7 +131,7 @@ fn main() {
     } else {
         Mode {
             name: "--quick",
-            rounds: 3,
+            rounds: 5,
             full: false,
             secret_budget_ms: 30,
             density_cap: 1_000_000,

@@ -1,0 +1,270 @@
+//! The process key, in a page of its own.
+//!
+//! The page comes from `memfd_secret` where the kernel offers it (it then
+//! leaves the kernel's direct map and shows as `secretmem` in
+//! `/proc/self/maps`), else from an anonymous mapping. Either way it is
+//! locked, `MADV_DONTDUMP`, and gone in a forked child (`MADV_DONTFORK` for
+//! the shared `secretmem` mapping, `MADV_WIPEONFORK` for the anonymous one);
+//! a `fork` handler also marks the key unusable in the child, so `expose`
+//! there fails cleanly instead of touching missing memory.
+//!
+//! `ring`'s `LessSafeKey` is built in place in the page and never leaves it
+//! (it is `Clone` and not wiped on drop); the raw key bytes are generated
+//! straight into the page and wiped once the key schedule exists. The page
+//! stays readable and writable between uses: an `mprotect` pair per access
+//! would cost two system calls, more than the whole seal of a 32-byte secret.
+
+#![allow(unsafe_code)]
+
+use crate::arena::wipe::wipe;
+use crate::error::Error;
+use crate::pin::{PinState, PURGED};
+use crate::sys;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use ring::aead::{LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+use static_assertions::const_assert;
+
+/// Bytes of key material (AES-256).
+const KEY_LEN: usize = 32;
+/// The key page's size (one 4 KiB page on every Linux target we support).
+const KEY_PAGE_LEN: usize = 4096;
+
+/// Everything that lives in the key page.
+#[repr(C)]
+pub(crate) struct KeyMaterial {
+    pin: PinState,            // readers of `key` vs purge
+    nonce_counter: AtomicU64, // next nonce: never repeats under this key
+    raw: [u8; KEY_LEN],       // raw key bytes, only during creation
+    key: LessSafeKey,         // ring's key schedule; written in place once
+}
+
+const_assert!(core::mem::size_of::<KeyMaterial>() <= KEY_PAGE_LEN);
+
+/// Facts about the key page, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPageInfo {
+    /// Address of the page.
+    pub addr: usize,
+    /// Page length in bytes.
+    pub len: usize,
+    /// Whether it came from `memfd_secret`.
+    pub secretmem: bool,
+}
+
+static KEY_ADDR: AtomicUsize = AtomicUsize::new(0); // 0 until created
+static KEY_SECRETMEM: AtomicBool = AtomicBool::new(false);
+static FORKED: AtomicBool = AtomicBool::new(false); // set in a fork child
+static CREATION: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Runs `f` with the key, creating it on first use.
+pub(crate) fn with_key<R>(f: impl FnOnce(&KeyMaterial) -> Result<R, Error>) -> Result<R, Error> {
+    if FORKED.load(Ordering::Acquire) {
+        return Err(Error::KeyUnavailable);
+    }
+    let material = material()?;
+    material.pin.pin().map_err(|_| Error::KeyUnavailable)?;
+    let result = f(material);
+    if material.pin.unpin() {
+        // A purge arrived while we held the key: we are the last reader out.
+        wipe_page(material);
+    }
+    result
+}
+
+impl KeyMaterial {
+    /// The next nonce: a 64-bit counter in the low bytes, so it never
+    /// repeats under this key. Returns the 8 stored bytes.
+    pub(crate) fn next_nonce(&self) -> Result<[u8; 8], Error> {
+        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
+        if n == u64::MAX {
+            // 2^64 seals: unreachable in practice, but never wrap.
+            return Err(Error::KeyUnavailable);
+        }
+        Ok(n.to_be_bytes())
+    }
+
+    /// The key (only inside [`with_key`]).
+    pub(crate) fn key(&self) -> &LessSafeKey {
+        &self.key
+    }
+}
+
+/// Expands stored nonce bytes to ring's 96-bit nonce.
+pub(crate) fn nonce(stored: [u8; 8]) -> Nonce {
+    let mut full = [0u8; 12];
+    full[4..].copy_from_slice(&stored);
+    Nonce::assume_unique_for_key(full)
+}
+
+fn material() -> Result<&'static KeyMaterial, Error> {
+    let addr = KEY_ADDR.load(Ordering::Acquire);
+    if addr != 0 {
+        // SAFETY: a non-zero address was published only after the page was
+        // fully initialised, and the page is never unmapped.
+        return Ok(unsafe { &*(addr as *const KeyMaterial) });
+    }
+    let _creating = CREATION.lock();
+    let addr = KEY_ADDR.load(Ordering::Acquire);
+    if addr != 0 {
+        // SAFETY: as above.
+        return Ok(unsafe { &*(addr as *const KeyMaterial) });
+    }
+    let (addr, secretmem) = map_page()?;
+    if let Err(e) = fill_key(addr) {
+        // SAFETY: the page is ours and nothing references it.
+        unsafe {
+            wipe(addr, KEY_PAGE_LEN);
+            let _ = sys::munmap(addr, KEY_PAGE_LEN);
+        }
+        return Err(e);
+    }
+    // Overwrite the stack below us, where ring's key expansion ran.
+    zeroize::zeroize_stack::<16384>();
+    let _ = sys::register_atfork(no_op, no_op, forked_child);
+    KEY_SECRETMEM.store(secretmem, Ordering::Relaxed);
+    KEY_ADDR.store(addr, Ordering::Release);
+    // SAFETY: just initialised, published, never unmapped.
+    Ok(unsafe { &*(addr as *const KeyMaterial) })
+}
+
+/// Maps, locks and protects the key page. Returns `(address, secretmem)`.
+fn map_page() -> Result<(usize, bool), Error> {
+    if let Ok(fd) = sys::memfd_secret() {
+        let mapped =
+            sys::ftruncate(fd, KEY_PAGE_LEN).and_then(|_| sys::mmap_shared_fd(fd, KEY_PAGE_LEN));
+        sys::close(fd);
+        if let Ok(addr) = mapped {
+            // The kernel makes every secretmem mapping locked (VM_LOCKED,
+            // charged to RLIMIT_MEMLOCK when mapped; `mlock` on it fails
+            // with ENOMEM) and dump-excluded; the advice makes the latter
+            // explicit, and keeps the mapping out of forked children.
+            let protected = sys::madvise_dontdump(addr, KEY_PAGE_LEN)
+                .and_then(|_| sys::madvise_dontfork(addr, KEY_PAGE_LEN));
+            match protected {
+                Ok(()) => return Ok((addr, true)),
+                Err(e) => {
+                    // SAFETY: freshly mapped, unused.
+                    let _ = unsafe { sys::munmap(addr, KEY_PAGE_LEN) };
+                    return Err(lock_error(e));
+                }
+            }
+        }
+    }
+    let addr = sys::mmap_read_write(KEY_PAGE_LEN).map_err(Error::Os)?;
+    let protected = sys::mlock_on_fault(addr, KEY_PAGE_LEN)
+        .and_then(|_| sys::madvise_dontdump(addr, KEY_PAGE_LEN))
+        .and_then(|_| sys::madvise_wipeonfork(addr, KEY_PAGE_LEN));
+    if let Err(e) = protected {
+        // SAFETY: freshly mapped, unused.
+        let _ = unsafe { sys::munmap(addr, KEY_PAGE_LEN) };
+        return Err(lock_error(e));
+    }
+    Ok((addr, false))
+}
+
+fn lock_error(e: sys::OsError) -> Error {
+    if e.op.starts_with("mlock") {
+        Error::LockRefused(e)
+    } else {
+        Error::Os(e)
+    }
+}
+
+/// Generates the key into the page and builds ring's key schedule in place.
+/// Not inlined, so that its stack frame lies below the caller's and
+/// `zeroize_stack` there overwrites the temporaries.
+#[inline(never)]
+fn fill_key(addr: usize) -> Result<(), Error> {
+    let material = addr as *mut KeyMaterial;
+    // SAFETY: the page is ours, zeroed, and large enough (const-asserted);
+    // zero is a valid `PinState`, `AtomicU64` and byte array. `key` is
+    // written before anything reads it.
+    unsafe {
+        let raw = &mut (*material).raw;
+        SystemRandom::new()
+            .fill(raw)
+            .map_err(|_| Error::KeyUnavailable)?;
+        let unbound = UnboundKey::new(&AES_256_GCM, raw).map_err(|_| Error::KeyUnavailable)?;
+        core::ptr::addr_of_mut!((*material).key).write(LessSafeKey::new(unbound));
+        wipe(raw.as_mut_ptr() as usize, KEY_LEN);
+    }
+    Ok(())
+}
+
+fn wipe_page(material: &KeyMaterial) {
+    // Everything after the pin state: the pin word itself must survive, as
+    // it records that the page is dead and wiped.
+    let start = core::mem::offset_of!(KeyMaterial, nonce_counter);
+    let base = material as *const KeyMaterial as usize;
+    // SAFETY: the pin protocol guarantees nobody is using the key (the wipe
+    // was claimed with the reader count at zero and no new pins allowed);
+    // `LessSafeKey` needs no drop, and the bytes are never read as a key
+    // again. The range stays inside the page and excludes `pin`.
+    unsafe { wipe(base + start, KEY_PAGE_LEN - start) };
+}
+
+/// Wipes the key page now (or as soon as the last current user leaves) and
+/// makes every later use fail. Returns once the page is wiped.
+pub(crate) fn purge_key() {
+    let addr = KEY_ADDR.load(Ordering::Acquire);
+    if addr == 0 || FORKED.load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: published key page, never unmapped.
+    let material = unsafe { &*(addr as *const KeyMaterial) };
+    if material.pin.kill(PURGED) {
+        wipe_page(material);
+    }
+    while !material.pin.is_wiped() {
+        core::hint::spin_loop();
+    }
+}
+
+/// Whether the key was purged.
+pub(crate) fn is_purged() -> bool {
+    let addr = KEY_ADDR.load(Ordering::Acquire);
+    // SAFETY: as above.
+    addr != 0
+        && !FORKED.load(Ordering::Acquire)
+        && unsafe { &*(addr as *const KeyMaterial) }
+            .pin
+            .killed()
+            .is_some()
+}
+
+/// The key page, if it exists yet.
+pub fn key_page_info() -> Option<KeyPageInfo> {
+    let addr = KEY_ADDR.load(Ordering::Acquire);
+    (addr != 0).then(|| KeyPageInfo {
+        addr,
+        len: KEY_PAGE_LEN,
+        secretmem: KEY_SECRETMEM.load(Ordering::Relaxed),
+    })
+}
+
+/// Creates the key now if it does not exist (so a program can fail early).
+pub fn ensure_key() -> Result<KeyPageInfo, Error> {
+    with_key(|_| Ok(()))?;
+    key_page_info().ok_or(Error::KeyUnavailable)
+}
+
+unsafe extern "C" fn no_op() {}
+
+unsafe extern "C" fn forked_child() {
+    // The child's copy of the page is gone (DONTFORK) or zero (WIPEONFORK).
+    FORKED.store(true, Ordering::Release);
+}
+
+#[cfg(feature = "test-hooks")]
+/// Test hook: passes the key page's secret part (everything after the pin
+/// word: nonce counter, key schedule) to `f`, for tests that check it was
+/// wiped or search a core dump for it.
+pub fn key_page_bytes(f: impl FnOnce(&[u8])) {
+    let addr = KEY_ADDR.load(Ordering::Acquire);
+    if addr != 0 && !FORKED.load(Ordering::Acquire) {
+        let start = core::mem::offset_of!(KeyMaterial, nonce_counter);
+        // SAFETY: the page is mapped readable for the life of the process.
+        f(unsafe { core::slice::from_raw_parts((addr + start) as *const u8, KEY_PAGE_LEN - start) })
+    }
+}

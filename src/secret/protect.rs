@@ -1,0 +1,233 @@
+//! What a `Secret` can hold, and the view its accesses see.
+//!
+//! During an access the plaintext lives in a buffer from the fail-closed
+//! arena (locked, dump-excluded, wiped on free): a `PlainBuf`. Each type says
+//! how to turn a value into plaintext bytes (wiping the caller's buffer) and
+//! how to present that buffer to the caller's closure.
+
+#![allow(unsafe_code)]
+
+use crate::error::Error;
+use crate::SecureAlloc;
+use allocator_api2::vec::Vec as AVec;
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+use zeroize::Zeroize;
+
+/// The plaintext buffer of an access: arena memory, locked.
+pub type PlainBuf = AVec<u8, SecureAlloc>;
+
+/// A type a [`Secret`](crate::Secret) can hold.
+///
+/// Implemented for `Vec<u8>`, `String`, `Box<[u8]>`, and every [`Plain`]
+/// type (byte arrays, integers, and your own plain-old-data types).
+pub trait Protect: Sized {
+    /// What `expose` and `expose_mut` hand to the closure.
+    type View: ?Sized;
+
+    /// Appends the value's bytes to `out` and wipes the value's own memory.
+    fn into_plaintext(self, out: &mut PlainBuf) -> Result<(), Error>;
+
+    /// Checks that `plain` holds a valid value (after decryption).
+    fn check(plain: &PlainBuf) -> Result<(), Error>;
+
+    /// The read-only view of a checked plaintext buffer.
+    fn view(plain: &PlainBuf) -> &Self::View;
+
+    /// The mutable view; what it leaves in the buffer is sealed afterwards.
+    fn view_mut(plain: &mut PlainBuf) -> &mut Self::View;
+}
+
+/// Plain-old-data: any bit pattern of `size_of::<Self>()` bytes is a valid
+/// value, there is no padding, and no pointers.
+///
+/// # Safety
+/// Implement only for types that satisfy all three conditions and whose
+/// alignment is at most 16 bytes.
+pub unsafe trait Plain: Copy + 'static {}
+
+macro_rules! plain {
+    ($($t:ty),*) => { $(
+        // SAFETY: integers have no padding and every bit pattern is valid.
+        unsafe impl Plain for $t {}
+    )* };
+}
+plain!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+// SAFETY: an array of plain values is plain (arrays have no padding
+// between elements of a padding-free type).
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+
+impl<T: Plain> Protect for T {
+    type View = T;
+
+    fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
+        // SAFETY: `T: Plain` has no padding, so all its bytes are initialised.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(&self as *const T as *const u8, core::mem::size_of::<T>())
+        };
+        try_extend(out, bytes)?;
+        // SAFETY: zero bytes are a valid `T` (Plain), and `self` is ours.
+        unsafe { zeroize::zeroize_flat_type(&mut self) };
+        Ok(())
+    }
+
+    fn check(plain: &PlainBuf) -> Result<(), Error> {
+        const {
+            assert!(
+                core::mem::align_of::<T>() <= 16,
+                "Plain types must be at most 16-aligned"
+            )
+        };
+        if plain.len() == core::mem::size_of::<T>() {
+            Ok(())
+        } else {
+            Err(Error::Tampered)
+        }
+    }
+
+    fn view(plain: &PlainBuf) -> &T {
+        // SAFETY: `check` verified the length; arena slots are 16-aligned
+        // (every size class is a multiple of 16 in a 64 KiB-aligned slab);
+        // every bit pattern is a valid `T`.
+        unsafe { &*(plain.as_ptr() as *const T) }
+    }
+
+    fn view_mut(plain: &mut PlainBuf) -> &mut T {
+        // SAFETY: as in `view`, and we hold the buffer mutably.
+        unsafe { &mut *(plain.as_mut_ptr() as *mut T) }
+    }
+}
+
+impl Protect for Vec<u8> {
+    type View = PlainBuf;
+
+    fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
+        let copied = try_extend(out, &self);
+        self.zeroize(); // wipes the whole capacity, not just the length
+        copied
+    }
+
+    fn check(_: &PlainBuf) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn view(plain: &PlainBuf) -> &PlainBuf {
+        plain
+    }
+
+    fn view_mut(plain: &mut PlainBuf) -> &mut PlainBuf {
+        plain
+    }
+}
+
+impl Protect for Box<[u8]> {
+    type View = [u8];
+
+    fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
+        let copied = try_extend(out, &self);
+        self.zeroize();
+        copied
+    }
+
+    fn check(_: &PlainBuf) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn view(plain: &PlainBuf) -> &[u8] {
+        plain
+    }
+
+    fn view_mut(plain: &mut PlainBuf) -> &mut [u8] {
+        plain
+    }
+}
+
+impl Protect for String {
+    type View = SecureString;
+
+    fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
+        let copied = try_extend(out, self.as_bytes());
+        self.zeroize();
+        copied
+    }
+
+    fn check(plain: &PlainBuf) -> Result<(), Error> {
+        core::str::from_utf8(plain)
+            .map(|_| ())
+            .map_err(|_| Error::Tampered)
+    }
+
+    fn view(plain: &PlainBuf) -> &SecureString {
+        // SAFETY: `SecureString` is a transparent wrapper of `PlainBuf`, and
+        // `check` verified UTF-8.
+        unsafe { &*(plain as *const PlainBuf as *const SecureString) }
+    }
+
+    fn view_mut(plain: &mut PlainBuf) -> &mut SecureString {
+        // SAFETY: as above; `SecureString` keeps the contents UTF-8.
+        unsafe { &mut *(plain as *mut PlainBuf as *mut SecureString) }
+    }
+}
+
+fn try_extend(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
+    out.try_reserve_exact(bytes.len())
+        .map_err(|_| crate::secret::arena_error())?;
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// The view of a `Secret<String>`: a string in locked arena memory.
+/// Dereferences to `str`; growth stays in the arena.
+#[repr(transparent)]
+pub struct SecureString {
+    bytes: PlainBuf, // always valid UTF-8
+}
+
+impl SecureString {
+    /// Appends `s`.
+    pub fn push_str(&mut self, s: &str) {
+        self.bytes.extend_from_slice(s.as_bytes());
+    }
+
+    /// Appends `c`.
+    pub fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// Removes everything (the bytes are wiped when the access ends).
+    pub fn clear(&mut self) {
+        self.bytes.as_mut_slice().fill(0);
+        self.bytes.clear();
+    }
+
+    /// Shortens to `len` bytes; `len` must be on a character boundary.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.bytes.len() {
+            assert!(self.is_char_boundary(len), "truncate inside a character");
+            self.bytes[len..].fill(0);
+            self.bytes.truncate(len);
+        }
+    }
+}
+
+impl Deref for SecureString {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // SAFETY: the contents are always valid UTF-8 (checked on open,
+        // maintained by every mutating method).
+        unsafe { core::str::from_utf8_unchecked(&self.bytes) }
+    }
+}
+
+impl DerefMut for SecureString {
+    fn deref_mut(&mut self) -> &mut str {
+        // SAFETY: as above; `&mut str` cannot break UTF-8 in safe code.
+        unsafe { core::str::from_utf8_unchecked_mut(&mut self.bytes) }
+    }
+}
+
+impl fmt::Debug for SecureString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecureString([REDACTED])")
+    }
+}

