@@ -182,8 +182,19 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let s = if quick {
+    // `cargo test --all-targets` runs this binary without `--bench`: then it
+    // is only a smoke test at a tiny scale.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let quick = smoke || std::env::args().any(|a| a == "--quick");
+    let s = if smoke {
+        Scale {
+            churn_ops: 20_000,
+            map_entries: 3_000,
+            cross_boxes: 10_000,
+            big_blocks: 20,
+            rounds: 1,
+        }
+    } else if quick {
         Scale {
             churn_ops: 200_000,
             map_entries: 30_000,

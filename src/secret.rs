@@ -190,6 +190,7 @@ impl<T: Plain> Secret<T> {
     /// locked memory (it starts zeroed), so no copy of it ever sits on the
     /// caller's stack.
     pub fn new_with(init: impl FnOnce(&mut T)) -> Result<Self, Error> {
+        with_key(|_| Ok(()))?;
         let mut plain = new_plain_buf(core::mem::size_of::<T>() + TAG_LEN)?;
         plain.resize(core::mem::size_of::<T>(), 0);
         init(T::view_mut(&mut plain));
@@ -204,6 +205,9 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// is ever stored there; the key and every plaintext view stay locked.
     /// [`Secret::storage_locked`] reports which case applies.
     pub fn new_in(value: T, alloc: A) -> Result<Self, Error> {
+        // The key page first: it is the one piece of locked memory every
+        // secret needs, so it must not lose the budget to arena slabs.
+        with_key(|_| Ok(()))?;
         let mut plain = new_plain_buf(TAG_LEN)?;
         value.into_plaintext(&mut plain)?;
         Self::seal_new(plain, alloc, 0)

@@ -108,3 +108,157 @@ fn best_effort_keeps_running_and_counts_what_is_unlocked() {
         "the refusal's errno is recorded"
     );
 }
+
+const EIGHT_MIB: u64 = 8 * 1024 * 1024;
+
+#[test]
+fn a_hundred_thousand_secrets_fit_in_the_default_8_mib_lock_budget() {
+    if child_scenario().as_deref() == Some("density") {
+        check_child_memlock(EIGHT_MIB);
+        let secrets: Vec<secalloc::Secret<[u8; 32]>> = (0..100_000u32)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                secalloc::Secret::new(k).expect("secret within the 8 MiB budget")
+            })
+            .collect();
+        let readable = secrets
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.expose(|k| k[..4] == (i as u32).to_le_bytes()).unwrap());
+        let stats = secalloc::secret::stats();
+        let arena = SecureAlloc::new().stats();
+        drop(secrets);
+        let after = secalloc::secret::stats();
+        println!(
+            "RESULT readable={readable} live={} locked_storage={} unlocked_storage={} arena_locked={} live_after={} key_secretmem={:?}",
+            stats.live, stats.storage_locked, stats.storage_unlocked, arena.locked_bytes, after.live,
+            stats.key_page.map(|k| k.secretmem)
+        );
+        return;
+    }
+    let out = run_unprivileged_child(
+        "a_hundred_thousand_secrets_fit_in_the_default_8_mib_lock_budget",
+        "density",
+        EIGHT_MIB,
+    );
+    assert!(out.status.success());
+    let r = child_result(&out);
+    assert_eq!(r["readable"], "true");
+    assert_eq!(r["live"], "100000");
+    assert_eq!(
+        r["locked_storage"], "100000",
+        "every secret's storage is locked"
+    );
+    assert_eq!(r["unlocked_storage"], "0");
+    assert!(r["arena_locked"].parse::<u64>().unwrap() <= EIGHT_MIB);
+    assert_eq!(r["live_after"], "0");
+}
+
+#[test]
+fn secrets_past_the_budget_fail_closed_or_stay_sealed_in_unlocked_memory() {
+    const LOW: u64 = 256 * 1024;
+    if child_scenario().as_deref() == Some("secret_budget") {
+        check_child_memlock(LOW);
+        // Fail closed (the default): creation stops with LockRefused, never
+        // storing a secret unlocked.
+        let mut strict = Vec::new();
+        let refusal = loop {
+            match secalloc::Secret::new([7u8; 32]) {
+                Ok(s) => strict.push(s),
+                Err(e) => break e,
+            }
+            if strict.len() > 100_000 {
+                panic!("the 64 KiB budget was never enforced");
+            }
+        };
+        let refused = matches!(refusal, secalloc::Error::LockRefused(_));
+        let strict_all_locked = strict.iter().all(|s| s.storage_locked() == Some(true));
+        drop(strict);
+        // Best effort: sealed secrets carry on in unlocked memory, reported
+        // per secret and in stats; reading still works (views stay locked).
+        let relaxed: Vec<_> = (0..5000)
+            .map(|i| secalloc::Secret::new_in([i as u8; 32], SecureAlloc::best_effort()).unwrap())
+            .collect();
+        let readable = relaxed
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.expose(|k| k[0] == i as u8).unwrap());
+        let stats = secalloc::secret::stats();
+        println!(
+            "RESULT refused={refused} message={:?} strict_all_locked={strict_all_locked} readable={readable} locked={} unlocked={}",
+            refusal.to_string().replace(' ', "_"), stats.storage_locked, stats.storage_unlocked
+        );
+        return;
+    }
+    let out = run_unprivileged_child(
+        "secrets_past_the_budget_fail_closed_or_stay_sealed_in_unlocked_memory",
+        "secret_budget",
+        LOW,
+    );
+    assert!(out.status.success());
+    let r = child_result(&out);
+    assert_eq!(r["refused"], "true", "{}", r["message"]);
+    assert!(
+        r["message"].contains("RLIMIT_MEMLOCK"),
+        "actionable message: {}",
+        r["message"]
+    );
+    assert_eq!(r["strict_all_locked"], "true");
+    assert_eq!(r["readable"], "true");
+    assert!(
+        r["unlocked"].parse::<usize>().unwrap() > 0,
+        "best-effort secrets beyond the budget are reported unlocked"
+    );
+    assert_eq!(
+        r["locked"].parse::<usize>().unwrap() + r["unlocked"].parse::<usize>().unwrap(),
+        5000
+    );
+}
+
+fn check_child_memlock(limit: u64) {
+    assert!(!has_cap_ipc_lock(), "child still has CAP_IPC_LOCK");
+    assert_eq!(memlock_soft_limit(), Some(limit));
+}
+
+#[test]
+fn under_64_kib_secrets_are_refused_never_stored_unlocked() {
+    // The arena locks memory a 64 KiB slab at a time and the key needs its
+    // own page: a 64 KiB budget cannot hold both, so `Secret::new` must say
+    // so (LockRefused) rather than fall back to unlocked memory.
+    const TINY: u64 = 64 * 1024;
+    if child_scenario().as_deref() == Some("tiny") {
+        check_child_memlock(TINY);
+        let strict = secalloc::Secret::new([1u8; 32]);
+        let relaxed = secalloc::Secret::new_in([1u8; 32], SecureAlloc::best_effort());
+        let ok_strict = strict.as_ref().map(|s| s.storage_locked());
+        let key = secalloc::secret::key_page_info().is_some();
+        println!(
+            "RESULT strict={:?} relaxed_refused={} key={key} strict_locked={:?}",
+            strict
+                .as_ref()
+                .err()
+                .map(|e| matches!(e, secalloc::Error::LockRefused(_))),
+            matches!(relaxed, Err(secalloc::Error::LockRefused(_)))
+                || relaxed
+                    .as_ref()
+                    .map(|s| s.expose(|_| ()).is_err())
+                    .unwrap_or(false),
+            ok_strict.ok()
+        );
+        return;
+    }
+    let out = run_unprivileged_child(
+        "under_64_kib_secrets_are_refused_never_stored_unlocked",
+        "tiny",
+        TINY,
+    );
+    assert!(out.status.success());
+    let r = child_result(&out);
+    // Either the strict secret was refused with LockRefused, or (if it fit)
+    // its storage is locked: never unlocked behind the caller's back.
+    assert!(
+        r["strict"] == "Some(true)" || r["strict_locked"] == "Some(Some(true))",
+        "{r:?}"
+    );
+}

@@ -308,9 +308,11 @@ impl Heap {
                 // SAFETY: as above; the slab was full, hence not in the list.
                 unsafe { self.push_partial(&mut list, slab) };
             }
-            if count == slots_per_slab(class) && list.partial_count > 1 {
-                // Keep one empty slab per class as hysteresis; give the rest
-                // to the pool so other classes can use the memory.
+            if count == slots_per_slab(class) {
+                // An empty slab goes back to the pool at once, so any class
+                // can reuse its (already locked) memory: under a tight
+                // RLIMIT_MEMLOCK, a slab parked with one class would make
+                // another class's allocation fail.
                 // SAFETY: as above; the slab is in the list.
                 unsafe { self.unlink_partial(&mut list, slab) };
                 self.release_slab(slab);

@@ -43,9 +43,16 @@ impl HeapCache {
     fn refill(&mut self, heap: &Heap, class: usize) -> usize {
         let want = (cache_capacity(class) / 2).max(1);
         let mut batch = [0usize; CACHE_CAPACITY_MAX];
-        let n = heap.take_slots(class, &mut batch[..want]);
+        let mut n = heap.take_slots(class, &mut batch[..want]);
         if n == 0 {
-            return 0;
+            // Out of memory or lock budget: slots this thread is caching for
+            // other classes may be all that keeps a slab from going back to
+            // the pool. Hand them back and try once more.
+            self.flush(heap);
+            n = heap.take_slots(class, &mut batch[..want]);
+            if n == 0 {
+                return 0;
+            }
         }
         self.slots[class][..n - 1].copy_from_slice(&batch[1..n]);
         self.len[class] = (n - 1) as u8;

@@ -265,6 +265,10 @@ pub fn key_page_bytes(f: impl FnOnce(&[u8])) {
     if addr != 0 && !FORKED.load(Ordering::Acquire) {
         let start = core::mem::offset_of!(KeyMaterial, nonce_counter);
         // SAFETY: the page is mapped readable for the life of the process.
-        f(unsafe { core::slice::from_raw_parts((addr + start) as *const u8, KEY_PAGE_LEN - start) })
+        f(
+            unsafe {
+                core::slice::from_raw_parts((addr + start) as *const u8, KEY_PAGE_LEN - start)
+            },
+        )
     }
 }
