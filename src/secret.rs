@@ -274,7 +274,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             // SAFETY: pinned: the body is intact and not being rewritten
             // (rewrites need `&mut self`; purge waits for us to unpin).
             let body = unsafe { body_slice(self.cell, len) };
-            buf.extend_from_slice(&body[NONCE_LEN..]);
+            protect::append(&mut buf, &body[NONCE_LEN..]);
             let mut stored = [0u8; NONCE_LEN];
             stored.copy_from_slice(&body[..NONCE_LEN]);
             (buf, stored)
@@ -434,7 +434,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     {
         let plain = self.open()?;
         let mut copy = new_plain_buf(plain.buf.len() + TAG_LEN)?;
-        copy.extend_from_slice(&plain.buf);
+        protect::append(&mut copy, &plain.buf);
         drop(plain);
         Self::seal_new(copy, self.alloc.clone(), self.header().expires_at_ns)
     }

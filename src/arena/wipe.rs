@@ -36,7 +36,10 @@ const RESIDENCY_CHUNK_PAGES: usize = 4096;
 /// As for [`wipe`]; additionally `addr` is page aligned.
 pub(crate) unsafe fn wipe_resident(addr: usize, len: usize) {
     let page = crate::sys::page_size();
-    if len <= 16 * page {
+    // Below 1 MiB a plain wipe is cheaper than asking the kernel which
+    // pages are resident (one `mincore` call costs about as much as
+    // zeroing 64 KiB).
+    if len <= 256 * page {
         // SAFETY: forwarded from the caller.
         return unsafe { wipe(addr, len) };
     }

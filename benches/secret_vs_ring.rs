@@ -1,0 +1,104 @@
+//! The cost of `Secret` next to the floor for any encrypting container:
+//! `ring`'s own AES-256-GCM seal + open of the same bytes. Interleaved rounds,
+//! medians, ratios.
+//!
+//! Run: `cargo bench --bench secret_vs_ring`
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use secalloc::Secret;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn ring_seal_open(key: &LessSafeKey, buf: &mut Vec<u8>, counter: &mut u64) {
+    *counter += 1;
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(n),
+            Aad::from(7u64.to_le_bytes()),
+            buf,
+        )
+        .unwrap();
+    buf.extend_from_slice(tag.as_ref());
+    let plain = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(n),
+            Aad::from(7u64.to_le_bytes()),
+            buf,
+        )
+        .unwrap();
+    black_box(plain[0]);
+    let len = buf.len() - 16;
+    buf.truncate(len);
+}
+
+fn time_per_op(iters: u32, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    t.elapsed() / iters
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let rounds = if bench { 9 } else { 1 };
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[9u8; 32]).unwrap());
+    println!("| operation | size | ring seal+open | Secret | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    for &(size, iters) in &[(32usize, 200_000u32), (64 * 1024, 500)] {
+        let iters = if bench { iters } else { iters / 100 };
+        let mut s: Secret<Vec<u8>> = Secret::new(vec![1u8; size]).unwrap();
+        let mut raw = vec![1u8; size];
+        let mut counter = 0u64;
+        let (mut ring_t, mut mut_t, mut read_t, mut create_t) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            ring_t.push(time_per_op(iters, || {
+                ring_seal_open(&key, &mut raw, &mut counter)
+            }));
+            mut_t.push(time_per_op(iters, || {
+                s.expose_mut(|v| v[0] = v[0].wrapping_add(1)).unwrap()
+            }));
+            read_t.push(time_per_op(iters, || {
+                black_box(s.expose(|v| v[0]).unwrap());
+            }));
+            create_t.push(time_per_op(iters.min(20_000), || {
+                let t = Secret::new(vec![3u8; size]).unwrap();
+                black_box(t.expose(|v| v[0]).unwrap());
+            }));
+        }
+        let ring_m = median(ring_t);
+        for (name, t) in [
+            ("expose_mut (open + re-seal)", median(mut_t)),
+            ("expose (open)", median(read_t)),
+            ("create + read + drop", median(create_t)),
+        ] {
+            println!(
+                "| {name} | {size} B | {:.2} µs | {:.2} µs | {:.2}× |",
+                ring_m.as_secs_f64() * 1e6,
+                t.as_secs_f64() * 1e6,
+                t.as_secs_f64() / ring_m.as_secs_f64()
+            );
+        }
+        let mb = size as f64 / 1e6;
+        println!(
+            "| throughput expose_mut vs ring | {size} B | {:.0} MB/s | {:.0} MB/s | {:.0}% |",
+            mb / ring_m.as_secs_f64(),
+            mb / median(vec![time_per_op(iters, || s
+                .expose_mut(|v| v[0] ^= 1)
+                .unwrap())])
+            .as_secs_f64(),
+            100.0 * ring_m.as_secs_f64()
+                / median(vec![time_per_op(iters, || s
+                    .expose_mut(|v| v[0] ^= 1)
+                    .unwrap())])
+                .as_secs_f64()
+        );
+    }
+}
