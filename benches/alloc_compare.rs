@@ -41,12 +41,15 @@ struct ZeroSys;
 // SAFETY: forwards to zeroizing-alloc over System.
 unsafe impl GlobalAlloc for ZeroSys {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the layout has a non-zero size.
         unsafe { ZeroAlloc(System).alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the pointer came from this allocator with this layout and is freed once.
         unsafe { ZeroAlloc(System).dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        // SAFETY: live block from this allocator with this layout; the new size is non-zero.
         unsafe { ZeroAlloc(System).realloc(p, l, n) }
     }
 }
@@ -97,14 +100,13 @@ fn churn<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
     }
 }
 
+/// The map workload's type: keys and values in the allocator under test.
+type BenchMap<G> =
+    hashbrown::HashMap<AVec<u8, Api<G>>, AVec<u8, Api<G>>, hashbrown::DefaultHashBuilder, Api<G>>;
+
 fn map_build<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
     let api = Api(a);
-    let mut map: hashbrown::HashMap<
-        AVec<u8, Api<G>>,
-        AVec<u8, Api<G>>,
-        hashbrown::DefaultHashBuilder,
-        Api<G>,
-    > = hashbrown::HashMap::with_hasher_in(Default::default(), api);
+    let mut map: BenchMap<G> = hashbrown::HashMap::with_hasher_in(Default::default(), api);
     for i in 0..s.map_entries {
         let mut k = AVec::with_capacity_in(16, api);
         k.extend_from_slice(format!("key-{i}").as_bytes());

@@ -107,6 +107,7 @@ fn zero_size_requests_through_the_allocator_api() {
         assert_eq!(block.len(), 0);
         assert_eq!(block.cast::<u8>().as_ptr() as usize % align, 0);
         // Growing from zero allocates for real.
+        // SAFETY: forwards to the wrapped allocator, which upholds the same contract.
         let grown = unsafe {
             a.grow(
                 block.cast(),
@@ -116,6 +117,7 @@ fn zero_size_requests_through_the_allocator_api() {
         }
         .unwrap();
         assert_eq!(grown.len(), 24);
+        // SAFETY: forwards to the wrapped allocator, which upholds the same contract.
         let shrunk = unsafe {
             a.shrink(
                 grown.cast(),
@@ -125,6 +127,7 @@ fn zero_size_requests_through_the_allocator_api() {
         }
         .unwrap();
         assert_eq!(shrunk.len(), 0);
+        // SAFETY: the block came from this allocator with this layout and is freed once.
         unsafe { a.deallocate(shrunk.cast(), layout) };
     }
     assert_eq!(a.stats().live_allocations, before);
@@ -150,10 +153,13 @@ fn realloc_table() {
     let a = SecureAlloc::new();
     for &(from, to, align, in_place) in cases {
         let layout = Layout::from_size_align(from, align).unwrap();
+        // SAFETY: the layout has a non-zero size.
         let p = unsafe { a.alloc(layout) };
         for i in 0..from {
+            // SAFETY: the offset is below the live block's size.
             unsafe { *p.add(i) = (i % 251) as u8 };
         }
+        // SAFETY: live block from this allocator with this layout; the new size is non-zero.
         let q = unsafe { a.realloc(p, layout, to) };
         assert!(!q.is_null());
         assert_eq!(q == p, in_place, "{from} -> {to} (align {align})");
@@ -161,11 +167,13 @@ fn realloc_table() {
         let kept = from.min(to);
         for i in 0..kept {
             assert_eq!(
+                // SAFETY: the offset is below the live block's size.
                 unsafe { *q.add(i) },
                 (i % 251) as u8,
                 "{from} -> {to}: byte {i}"
             );
         }
+        // SAFETY: the pointer came from this allocator with this layout and is freed once.
         unsafe { a.dealloc(q, Layout::from_size_align(to, align).unwrap()) };
     }
 }
@@ -176,6 +184,7 @@ fn too_large_requests_fail_cleanly() {
     let a = SecureAlloc::new();
     for size in [isize::MAX as usize - 4095, 1usize << 48, (1usize << 47) + 1] {
         let layout = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: the layout has a non-zero size.
         assert!(unsafe { a.alloc(layout) }.is_null(), "size {size}");
         assert_eq!(a.allocate(layout), Err(AllocError));
     }
@@ -183,6 +192,7 @@ fn too_large_requests_fail_cleanly() {
     let p = a.allocate(big_align);
     if let Ok(block) = p {
         assert_eq!(block.cast::<u8>().as_ptr() as usize % (1 << 30), 0);
+        // SAFETY: the block came from this allocator with this layout and is freed once.
         unsafe { a.deallocate(block.cast(), big_align) };
     }
     // The allocator still works afterwards.

@@ -36,6 +36,7 @@ fn child_work() -> i32 {
         return 2;
     }
     drop(map);
+    #[allow(clippy::useless_vec)] // a heap allocation is the point
     let probe = vec![1u8; 64];
     // The child inherits no memory locks; the arena must have re-locked.
     if SecureAlloc::is_locked(probe.as_ptr()) != Some(true) {

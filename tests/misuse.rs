@@ -14,6 +14,7 @@ fn misuse(scenario: &str) {
     let a = SecureAlloc::new();
     let l = Layout::from_size_align(48, 8).unwrap();
     // SAFETY (all cases): deliberately wrong, to observe the abort.
+    // SAFETY: deliberately wrong in each arm, to observe the allocator abort in a child process.
     unsafe {
         match scenario {
             "double_free" => {

@@ -211,9 +211,11 @@ fn a_forked_child_cannot_open_secrets_and_the_parent_is_unaffected() {
         } else {
             code.max(3)
         };
+        // SAFETY: _exit ends the forked child without running the parent's destructors.
         unsafe { libc::_exit(code) };
     }
     let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer and `pid` is our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     assert!(libc::WIFEXITED(status), "child crashed: {status:#x}");
     assert_eq!(

@@ -93,11 +93,13 @@ fn large_blocks_are_wiped_before_reuse_or_unmap() {
     unsafe { a.dealloc(p, layout) };
     // A 1 MiB block goes to the bounded cache; it must be zero there.
     assert_eq!(inspect::range_is_zeroed(p as usize, size), Some(true));
+    // SAFETY: the layout has a non-zero size.
     let q = unsafe { a.alloc_zeroed(layout) };
     // SAFETY: live block of `size` bytes.
     assert!(unsafe { std::slice::from_raw_parts(q, size) }
         .iter()
         .all(|&b| b == 0));
+    // SAFETY: the pointer came from this allocator with this layout and is freed once.
     unsafe { a.dealloc(q, layout) };
 }
 
@@ -107,11 +109,15 @@ fn alloc_zeroed_is_zero_after_heavy_reuse() {
     for round in 0..200 {
         let size = 16 + (round * 53) % 4000;
         let (p, layout) = alloc_filled(&a, size, 1);
+        // SAFETY: the pointer came from this allocator with this layout and is freed once.
         unsafe { a.dealloc(p, layout) };
+        // SAFETY: the layout has a non-zero size.
         let z = unsafe { a.alloc_zeroed(layout) };
+        // SAFETY: the pointer is a live block of at least this many bytes.
         assert!(unsafe { std::slice::from_raw_parts(z, size) }
             .iter()
             .all(|&b| b == 0));
+        // SAFETY: the pointer came from this allocator with this layout and is freed once.
         unsafe { a.dealloc(z, layout) };
     }
 }

@@ -213,9 +213,9 @@ mod tests {
 
     #[test]
     fn slot_index_matches_division_everywhere() {
-        for idx in 0..CLASS_COUNT {
+        for (idx, &size) in SIZE_CLASSES.iter().enumerate() {
             for offset in 0..SLAB_SIZE {
-                assert_eq!(slot_index(offset, idx), offset / SIZE_CLASSES[idx]);
+                assert_eq!(slot_index(offset, idx), offset / size);
             }
         }
     }
