@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 pub struct Output {
     pub stdout: String,
-    pub stderr: String,
     /// None if it exited normally; else what ended it.
     pub failure: Option<String>,
 }
@@ -23,7 +22,6 @@ pub fn run(mut cmd: Command, limit: Duration) -> Output {
         Err(e) => {
             return Output {
                 stdout: String::new(),
-                stderr: String::new(),
                 failure: Some(format!("could not start: {e}")),
             }
         }
@@ -57,11 +55,7 @@ pub fn run(mut cmd: Command, limit: Duration) -> Output {
         Ok(s) => Some(describe_exit(s, &stderr)),
         Err(e) => Some(e),
     };
-    Output {
-        stdout,
-        stderr,
-        failure,
-    }
+    Output { stdout, failure }
 }
 
 fn describe_exit(s: std::process::ExitStatus, stderr: &str) -> String {

@@ -57,7 +57,7 @@ impl LockProbe {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -72,7 +72,7 @@ pub fn churn(count: usize, probe: &mut LockProbe) {
     let mut slots: Vec<Option<(*mut u8, Layout)>> = vec![None; LIVE];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for i in 0..count {
-        let r = rng.next();
+        let r = rng.next_u64();
         let slot = &mut slots[(r as usize) % LIVE];
         if let Some((p, l)) = slot.take() {
             // SAFETY: allocated below with layout `l` and not freed since.

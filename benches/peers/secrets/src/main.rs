@@ -467,7 +467,7 @@ fn density<L: Lib>(cap: usize, out: &mut File) {
                 break;
             }
         }
-        if held.len() % 256 == 0 {
+        if held.len() % 256 == 0 || held.len() == 1 {
             checkpoint(held.len(), out);
         }
     }
@@ -475,7 +475,7 @@ fn density<L: Lib>(cap: usize, out: &mut File) {
     let lck = status_kib("VmLck").unwrap_or(0);
     // The number of mappings: libraries with guard pages run into
     // vm.max_map_count long before memory runs out.
-    let maps = std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count());
+    let maps = count_mappings();
     let cap_lock = peers_common::has_cap_ipc_lock().map_or(-1, |b| b as i32);
     // SAFETY: getrlimit only writes the struct passed to it.
     let memlock_kib = unsafe {
@@ -500,6 +500,25 @@ fn density<L: Lib>(cap: usize, out: &mut File) {
     // measurement is over, and the kernel reclaims everything at once.
     std::mem::forget(held);
     std::process::exit(0);
+}
+
+/// Lines of /proc/self/maps, read through a fixed stack buffer: at the
+/// mapping limit, growing a heap buffer for the whole file can itself fail
+/// (a large malloc wants a new mapping).
+fn count_mappings() -> usize {
+    use std::io::Read;
+    let Ok(mut f) = File::open("/proc/self/maps") else {
+        return 0;
+    };
+    let mut buf = [0u8; 16384];
+    let mut lines = 0;
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+    lines
 }
 
 fn main() {
