@@ -17,7 +17,7 @@ static GLOBAL: SecureAlloc = SecureAlloc::new();
 mod secalloc_test_support;
 
 fn main() {
-    let checks: [(&str, fn()); 5] = [
+    let checks: [(&str, fn()); 7] = [
         (
             "collections_grow_and_drop_correctly",
             collections_grow_and_drop_correctly,
@@ -35,6 +35,14 @@ fn main() {
             memory_is_locked_and_accounted,
         ),
         ("large_blocks_round_trip", large_blocks_round_trip),
+        (
+            "sixteen_threads_million_ops_each_with_cross_thread_frees",
+            sixteen_threads_million_ops_each_with_cross_thread_frees,
+        ),
+        (
+            "thousand_threads_exit_while_others_allocate",
+            thousand_threads_exit_while_others_allocate,
+        ),
     ];
     secalloc_test_support::run_checks(&checks);
 }
@@ -155,4 +163,81 @@ fn large_blocks_round_trip() {
         }
     }
     assert_eq!(live(), before);
+}
+
+fn sixteen_threads_million_ops_each_with_cross_thread_frees() {
+    let before = live();
+    let mailbox = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
+    thread::scope(|s| {
+        for t in 0..16u64 {
+            let mailbox = &mailbox;
+            s.spawn(move || {
+                let mut rng = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut live: Vec<Vec<u8>> = Vec::new();
+                for _ in 0..1_000_000u32 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    match rng % 10 {
+                        0..=4 => live.push(vec![t as u8; 1 + (rng >> 20) as usize % 2048]),
+                        5 if !live.is_empty() => {
+                            let v = live.swap_remove((rng >> 8) as usize % live.len());
+                            mailbox.lock().unwrap().push(v);
+                        }
+                        6 | 7 => {
+                            // Free a block another thread allocated.
+                            let v = mailbox.lock().unwrap().pop();
+                            if let Some(v) = v {
+                                assert!(v.iter().all(|&b| b == v[0]));
+                            }
+                        }
+                        _ if !live.is_empty() => {
+                            let v = live.swap_remove((rng >> 8) as usize % live.len());
+                            assert!(v.iter().all(|&b| b == t as u8));
+                        }
+                        _ => {}
+                    }
+                    if live.len() > 4096 {
+                        live.truncate(2048);
+                    }
+                }
+            });
+        }
+    });
+    drop(mailbox);
+    assert_eq!(live(), before, "16M operations leave nothing behind");
+}
+
+fn thousand_threads_exit_while_others_allocate() {
+    let before = live();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut keep = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    keep.push(vec![1u8; 16 + i % 1000]);
+                    if keep.len() > 300 {
+                        keep.drain(..150);
+                    }
+                    i += 1;
+                }
+            });
+        }
+        for _ in 0..1000 {
+            thread::spawn(|| {
+                let v: Vec<Vec<u8>> = (0..50).map(|i| vec![i as u8; 8 + i * 13]).collect();
+                v.len()
+            })
+            .join()
+            .unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(
+        live(),
+        before,
+        "exited threads' caches went back to the arena"
+    );
 }
