@@ -85,11 +85,8 @@ fn check_fill(b: &Block, upto: usize, what: &str) {
 fn check_zero(b: &Block) {
     for o in sample_offsets(b.layout.size()) {
         // SAFETY: `o` is inside the live block.
-        assert_eq!(
-            unsafe { *((b.ptr + o) as *const u8) },
-            0,
-            "alloc_zeroed byte {o} not zero"
-        );
+        let byte = unsafe { *((b.ptr + o) as *const u8) };
+        assert_eq!(byte, 0, "alloc_zeroed byte {o} not zero");
     }
 }
 
@@ -181,11 +178,8 @@ pub fn run_thread(
             // Contents preserved up to the smaller size (sampled on the old extent).
             for o in sample_offsets(old.layout.size()).filter(|&o| o < new_size) {
                 // SAFETY: inside the new block.
-                assert_eq!(
-                    unsafe { *((moved.ptr + o) as *const u8) },
-                    old.fill,
-                    "realloc lost byte {o}"
-                );
+                let byte = unsafe { *((moved.ptr + o) as *const u8) };
+                assert_eq!(byte, old.fill, "realloc lost byte {o}");
             }
             assert!(
                 !overlap(&ranges, moved.ptr, moved.ptr + new_size),
