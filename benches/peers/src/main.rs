@@ -166,7 +166,7 @@ fn main() {
     let secret_built = if skip {
         skip_build_secrets(&paths)
     } else {
-        build_secrets(&cargo, &paths)
+        build_secrets(&cargo)
     };
     let build_secs = started.elapsed().as_secs_f64();
     let run_started = Instant::now();
@@ -282,32 +282,12 @@ fn exists(p: &Path) -> Result<(), String> {
     }
 }
 
-/// Whether secalloc exports `Secret` yet (it is being written alongside
-/// this benchmark); without it the contender is reported, not built.
-fn secalloc_has_secret(ws: &Path) -> bool {
-    std::fs::read_to_string(ws.join("src/lib.rs"))
-        .map(|s| {
-            s.lines()
-                .any(|l| l.trim_start().starts_with("pub use") && l.contains("Secret"))
-        })
-        .unwrap_or(false)
-}
-
 /// Builds `peers-secrets` with every contender's feature; if that fails,
 /// builds each feature alone to find the ones that do not build, and then
 /// the rest together. Returns each contender's build outcome.
-fn build_secrets(cargo: &builder::Cargo, paths: &Paths) -> Vec<Result<(), String>> {
+fn build_secrets(cargo: &builder::Cargo) -> Vec<Result<(), String>> {
     let mut status: Vec<Result<(), String>> = vec![Ok(()); SECRETS.len()];
-    let mut wanted: Vec<usize> = (0..SECRETS.len()).collect();
-    if let Some(i) = SECRETS.iter().position(|s| s.name == "secalloc") {
-        if !secalloc_has_secret(&paths.workspace) {
-            status[i] = Err(
-                "secalloc::Secret: not yet available (secalloc does not export `Secret` yet)"
-                    .into(),
-            );
-            wanted.retain(|&w| w != i);
-        }
-    }
+    let wanted: Vec<usize> = (0..SECRETS.len()).collect();
     let features = |set: &[usize]| {
         let mut f: Vec<&str> = set.iter().map(|&i| SECRETS[i].feature).collect();
         f.dedup();
@@ -729,13 +709,12 @@ fn secret_table(
             .map(|c| median(&c.samples));
         for (l, peer) in SECRETS.iter().enumerate() {
             let label = if l == 0 { label } else { "" };
-            if let Err(e) = &built[l] {
-                let why = if e.contains("not yet available") {
-                    "not yet available".to_string()
-                } else {
-                    "did not build (see Contenders)".to_string()
-                };
-                let _ = writeln!(md, "| {label} | {} | {why} | | | |", peer.name);
+            if built[l].is_err() {
+                let _ = writeln!(
+                    md,
+                    "| {label} | {} | did not build (see Contenders) | | | |",
+                    peer.name
+                );
                 continue;
             }
             let Some(c) = cells.get(&(w, l)) else {
@@ -791,13 +770,8 @@ fn density_table(
         "| library | live secrets held | VmLck at the end | how it ended |\n|---|---:|---:|---|"
     );
     for (l, peer) in SECRETS.iter().enumerate() {
-        if let Err(e) = &built[l] {
-            let why = if e.contains("not yet available") {
-                "not yet available"
-            } else {
-                "did not build"
-            };
-            let _ = writeln!(md, "| {} | – | – | {why} |", peer.name);
+        if built[l].is_err() {
+            let _ = writeln!(md, "| {} | – | – | did not build |", peer.name);
             continue;
         }
         match results.get(&l) {
