@@ -309,3 +309,41 @@ fn purge_wipes_the_key_and_every_secret() {
         assert_eq!(r[key], "true", "{key}");
     }
 }
+
+#[test]
+fn random_flips_in_live_secrets_of_every_type_never_yield_wrong_plaintext() {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    let mut secrets: Vec<(Secret<Vec<u8>>, Vec<u8>)> = (0..50)
+        .map(|i| {
+            let mut v = vec![0u8; 1 + i * 97];
+            rng.fill(&mut v).unwrap();
+            (Secret::new(v.clone()).unwrap(), v)
+        })
+        .collect();
+    let mut text: Secret<String> =
+        Secret::new("a pass phrase with some length".to_string()).unwrap();
+    let mut flips = 0;
+    for round in 0..2000usize {
+        let mut r = [0u8; 8];
+        rng.fill(&mut r).unwrap();
+        let r = u64::from_le_bytes(r) as usize;
+        let (s, expected) = &mut secrets[round % 50];
+        let len = s.sealed_bytes_mut().len();
+        let (byte, bit) = (r % len, (r >> 32) % 8);
+        s.sealed_bytes_mut()[byte] ^= 1 << bit;
+        assert_eq!(
+            s.expose(|v| v.to_vec()),
+            Err(Error::Tampered),
+            "flip at {byte}/{len} opened"
+        );
+        s.sealed_bytes_mut()[byte] ^= 1 << bit;
+        assert_eq!(&s.expose(|v| v.to_vec()).unwrap(), expected);
+        let tlen = text.sealed_bytes_mut().len();
+        text.sealed_bytes_mut()[r % tlen] ^= 1 << ((r >> 40) % 8);
+        assert_eq!(text.expose(|t| t.len()), Err(Error::Tampered));
+        text.sealed_bytes_mut()[r % tlen] ^= 1 << ((r >> 40) % 8);
+        flips += 2;
+    }
+    println!("{flips} random flips across nonce, ciphertext and tag: all Tampered");
+}
