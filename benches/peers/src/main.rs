@@ -503,7 +503,14 @@ fn header(md: &mut String, mode: &Mode, paths: &Paths) {
         ],
     );
     let cap = peers_cap_line();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let _ = writeln!(md, "# secalloc peer benchmark ({})\n", mode.name);
+    let _ = writeln!(
+        md,
+        "Produced by `bash benches/peers/run.sh {}` (the driver: `cargo run --release -p secalloc-peers -- {}`).\n",
+        args.join(" "),
+        args.join(" ")
+    );
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| date | {} |", utc_now());
     let _ = writeln!(md, "| CPU | {} |", cell(&cpu));
