@@ -5,9 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# util-linux: setpriv and prlimit (unprivileged re-execution); the rest are
+# the real programs the LD_PRELOAD tests run, and the compilers for their C
+# and C++ test programs.
 need=()
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+[ -x /usr/bin/python3 ] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "${need[@]}"
@@ -17,7 +25,7 @@ if ((${#need[@]})); then
     fi
 fi
 
-echo "== unit, integration and doc tests"
+echo "== unit, integration and doc tests (tests/preload.rs builds the LD_PRELOAD library itself)"
 cargo test --release --all-targets --no-fail-fast
 cargo test --release --doc
 

@@ -100,6 +100,113 @@ impl SecureAlloc {
         None
     }
 
+    /// Reserves this policy's arena now (normally done by the first
+    /// allocation). Returns `false` if it cannot be reserved.
+    pub fn warm_up(&self) -> bool {
+        self.heap().ensure_ready()
+    }
+
+    /// Usable bytes of the live allocation starting at `ptr` (its slot size,
+    /// or a large block's page-rounded size); `None` if `ptr` is not one.
+    pub fn usable_size(ptr: *const u8) -> Option<usize> {
+        let addr = ptr as usize;
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                let (start, size, live) = heap.slot_of(addr)?;
+                return (start == addr && live).then_some(size);
+            }
+            if let Some(block) = heap.large.find(addr) {
+                return Some(block.data_len);
+            }
+        }
+        None
+    }
+
+    /// C `malloc`-style allocation of `size` bytes aligned to `align` (a
+    /// power of two); null on failure. For the `LD_PRELOAD` library.
+    #[doc(hidden)]
+    pub fn c_alloc(&self, size: usize, align: usize) -> *mut u8 {
+        match Layout::from_size_align(size, align) {
+            Ok(layout) => self.allocate_raw(layout),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+
+    /// C `free`: frees `ptr` without knowing its layout (the arena's own
+    /// metadata supplies it). Aborts on a pointer the arena does not own or
+    /// on a double free.
+    ///
+    /// # Safety
+    /// No live reference into the block may remain.
+    #[doc(hidden)]
+    pub unsafe fn c_free(&self, ptr: *mut u8) {
+        let addr = ptr as usize;
+        for (idx, heap) in HEAPS.iter().enumerate() {
+            if heap.owns(addr) {
+                let (_, meta, class, slot) = heap.locate(addr);
+                if !meta.mark_free(slot) {
+                    sys::fatal("double free detected");
+                }
+                // SAFETY: the slot was live and its owner gave it up.
+                unsafe { wipe(addr, SIZE_CLASSES[class]) };
+                if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
+                    heap.give_slots(class, &[addr]);
+                }
+                return;
+            }
+        }
+        for heap in &HEAPS {
+            if heap.large.find(addr).is_some() {
+                heap.large.free(heap, addr);
+                return;
+            }
+        }
+        sys::fatal("free of a pointer secalloc did not allocate (invalid free or double free)");
+    }
+
+    /// C `realloc` of a live block to `new_size` bytes (malloc alignment,
+    /// 16). Null (old block intact) on failure.
+    ///
+    /// # Safety
+    /// `ptr` is a live allocation of this crate.
+    #[doc(hidden)]
+    pub unsafe fn c_realloc(&self, ptr: *mut u8, new_size: usize) -> *mut u8 {
+        let Some(old_size) = Self::usable_size(ptr) else {
+            sys::fatal("realloc of a pointer secalloc did not allocate (or already freed)");
+        };
+        let addr = ptr as usize;
+        // In place when the new size still maps to this slot's class, or fits
+        // the large block without wasting half of it.
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                if SIZE_CLASSES.get(class_for(new_size, 16).unwrap_or(usize::MAX))
+                    == Some(&old_size)
+                {
+                    if new_size < old_size {
+                        // SAFETY: the caller owns the slot; the tail is inside it.
+                        unsafe { wipe(addr + new_size, old_size - new_size) };
+                    }
+                    return ptr;
+                }
+            } else if heap.large.find(addr).is_some()
+                && class_for(new_size, 16).is_none()
+                && heap.large.resize_in_place(addr, old_size, new_size)
+            {
+                return ptr;
+            }
+        }
+        let new = self.c_alloc(new_size, 16);
+        if new.is_null() {
+            return new;
+        }
+        // SAFETY: both blocks are live and distinct; the copy stays inside both.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size));
+            self.c_free(ptr);
+        }
+        new
+    }
+
     fn heap(&self) -> &'static Heap {
         &HEAPS[self.policy.heap_index()]
     }

@@ -569,8 +569,12 @@ impl Drop for Heap {
 #[cfg(not(loom))]
 fn alloc_meta_table(_slabs: usize, len: usize) -> Option<usize> {
     // Fresh anonymous pages are zero, and all-zero is `SlabMeta::new()`:
-    // every field is an integer or an atomic integer.
-    sys::mmap_read_write(len).ok()
+    // every field is an integer or an atomic integer. The table holds no
+    // secrets, but it is large and mostly untouched: keep it out of core
+    // dumps so they stay small.
+    let table = sys::mmap_read_write(len).ok()?;
+    let _ = sys::madvise_dontdump(table, len);
+    Some(table)
 }
 
 #[cfg(not(loom))]

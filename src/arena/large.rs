@@ -375,6 +375,7 @@ impl Registry {
         let Ok(table) = sys::mmap_read_write(bytes) else {
             return false;
         };
+        let _ = sys::madvise_dontdump(table, bytes);
         let old = Registry {
             table: self.table,
             capacity: self.capacity,

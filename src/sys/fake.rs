@@ -158,3 +158,16 @@ pub fn monotonic_ns() -> u64 {
         .elapsed()
         .as_nanos() as u64
 }
+/// No errno to set here.
+pub fn set_errno(_value: i32) {}
+/// Not supported here.
+pub fn read_file(_path: &core::ffi::CStr, _buf: &mut [u8]) -> Option<usize> {
+    None
+}
+/// Not supported here.
+pub fn register_atexit(_f: extern "C" fn()) -> OsResult<()> {
+    Err(OsError {
+        op: "atexit",
+        errno: Errno::ENOSYS,
+    })
+}

@@ -405,3 +405,46 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Sets the calling thread's `errno` (for the C allocation functions).
+pub fn set_errno(value: i32) {
+    // SAFETY: `__errno_location` returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// Reads up to `buf.len()` bytes of the file at `path` (NUL-terminated)
+/// without allocating. Returns the bytes read, or `None`.
+pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut total = 0;
+    while total < buf.len() {
+        // SAFETY: the destination is the unfilled tail of `buf`.
+        let n = unsafe { libc::read(fd, buf[total..].as_mut_ptr().cast(), buf.len() - total) };
+        if n <= 0 {
+            break;
+        }
+        total += n as usize;
+    }
+    close(fd);
+    Some(total)
+}
+
+/// Registers `f` to run at normal process exit (`atexit`).
+pub fn register_atexit(f: extern "C" fn()) -> OsResult<()> {
+    extern "C" {
+        fn atexit(f: extern "C" fn()) -> c_int;
+    }
+    // SAFETY: `f` is a plain function valid for the process lifetime.
+    if unsafe { atexit(f) } == 0 {
+        Ok(())
+    } else {
+        Err(OsError {
+            op: "atexit",
+            errno: Errno::ENOMEM,
+        })
+    }
+}

@@ -1,0 +1,366 @@
+//! `libsecalloc_preload.so`: the C allocation surface (`malloc`, `free`,
+//! `calloc`, `realloc`, `reallocarray`, `posix_memalign`, `aligned_alloc`,
+//! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`) over secalloc's
+//! arena, so `LD_PRELOAD=libsecalloc_preload.so program` runs any
+//! dynamically linked program on a locked, dump-excluded, zero-on-free heap.
+//!
+//! - The lock policy comes from `SECALLOC_LOCK` (`require`, the default, or
+//!   `best-effort`), read with `getenv` (no allocation).
+//! - Start-up: the first call reserves the arena; calls that arrive while
+//!   that is in progress on the same thread (the C library may allocate while
+//!   we register fork handlers) are served from a small static bump buffer,
+//!   whose blocks are never reused.
+//! - `SECALLOC_REPORT=1` prints the arena's statistics on stderr at exit.
+//!
+//! No function here unwinds (a Rust panic across `extern "C"` aborts) and none
+//! allocates through anything but the arena.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::cell::Cell;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use secalloc::{sys, LockPolicy, SecureAlloc};
+
+/// `max_align_t` on x86_64 and aarch64 Linux.
+const MALLOC_ALIGN: usize = 16;
+
+// ---------------------------------------------------------------------------
+// Policy
+// ---------------------------------------------------------------------------
+
+const POLICY_UNSET: u8 = 0;
+const POLICY_REQUIRE: u8 = 1;
+const POLICY_BEST_EFFORT: u8 = 2;
+static POLICY: AtomicU8 = AtomicU8::new(POLICY_UNSET);
+
+fn allocator() -> SecureAlloc {
+    let policy = match POLICY.load(Ordering::Relaxed) {
+        POLICY_UNSET => {
+            let chosen = match sys::getenv(c"SECALLOC_LOCK") {
+                Some(b"best-effort") | Some(b"best_effort") => POLICY_BEST_EFFORT,
+                _ => POLICY_REQUIRE,
+            };
+            POLICY.store(chosen, Ordering::Relaxed);
+            chosen
+        }
+        p => p,
+    };
+    SecureAlloc::with_policy(if policy == POLICY_BEST_EFFORT {
+        LockPolicy::BestEffort
+    } else {
+        LockPolicy::FailClosed
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Start-up
+// ---------------------------------------------------------------------------
+
+/// Bytes served before the arena is up (on the starting thread only).
+const BOOT_LEN: usize = 256 * 1024;
+#[repr(C, align(4096))]
+struct BootBuffer([u8; BOOT_LEN]);
+static mut BOOT: BootBuffer = BootBuffer([0; BOOT_LEN]);
+static BOOT_USED: AtomicUsize = AtomicUsize::new(0);
+
+const NOT_STARTED: u8 = 0;
+const STARTING: u8 = 1;
+const STARTED: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(NOT_STARTED);
+
+std::thread_local! {
+    /// This thread is starting the arena: nested calls use the boot buffer.
+    static IN_START: Cell<bool> = const { Cell::new(false) };
+}
+
+fn boot_range() -> (usize, usize) {
+    let start = core::ptr::addr_of!(BOOT) as usize;
+    (start, start + BOOT_LEN)
+}
+
+fn is_boot(ptr: *mut c_void) -> bool {
+    let (start, end) = boot_range();
+    (start..end).contains(&(ptr as usize))
+}
+
+/// Bump-allocates from the boot buffer; each block carries its size in the
+/// 16 bytes before it (for `realloc` and `malloc_usable_size`).
+fn boot_alloc(size: usize, align: usize) -> *mut c_void {
+    let align = align.max(MALLOC_ALIGN);
+    let (start, _) = boot_range();
+    let mut used = BOOT_USED.load(Ordering::Relaxed);
+    loop {
+        let data = (start + used + MALLOC_ALIGN).next_multiple_of(align);
+        let end = data + size.max(1);
+        if end > start + BOOT_LEN {
+            return core::ptr::null_mut();
+        }
+        match BOOT_USED.compare_exchange(used, end - start, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => {
+                // SAFETY: `[data - 16, end)` is inside the boot buffer and was
+                // just claimed by this call alone.
+                unsafe { ((data - MALLOC_ALIGN) as *mut usize).write(size) };
+                return data as *mut c_void;
+            }
+            Err(seen) => used = seen,
+        }
+    }
+}
+
+fn boot_size(ptr: *mut c_void) -> usize {
+    // SAFETY: boot blocks carry their size in the 16 bytes before them.
+    unsafe { ((ptr as usize - MALLOC_ALIGN) as *const usize).read() }
+}
+
+/// Makes sure the arena is up. Returns `false` if this call is nested
+/// inside start-up on this thread (the caller then uses the boot buffer).
+#[inline]
+fn ready() -> bool {
+    if STATE.load(Ordering::Acquire) == STARTED {
+        return true;
+    }
+    start_slow()
+}
+
+#[cold]
+fn start_slow() -> bool {
+    if IN_START.try_with(|f| f.get()).unwrap_or(true) {
+        return false;
+    }
+    let _ = STATE.compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Acquire);
+    let _ = IN_START.try_with(|f| f.set(true));
+    let a = allocator();
+    a.warm_up();
+    let _ = IN_START.try_with(|f| f.set(false));
+    STATE.store(STARTED, Ordering::Release);
+    true
+}
+
+// ---------------------------------------------------------------------------
+// The C allocation surface
+// ---------------------------------------------------------------------------
+
+fn alloc(size: usize, align: usize) -> *mut c_void {
+    let p = if ready() {
+        allocator().c_alloc(size, align) as *mut c_void
+    } else {
+        boot_alloc(size, align)
+    };
+    if p.is_null() {
+        sys::set_errno(libc_enomem());
+    }
+    p
+}
+
+const fn libc_enomem() -> i32 {
+    12 // ENOMEM on Linux
+}
+const EINVAL: c_int = 22;
+
+/// # Safety
+/// C `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    alloc(size, MALLOC_ALIGN)
+}
+
+/// # Safety
+/// C `calloc`: arena memory is always zero, so no clearing pass.
+#[no_mangle]
+pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    match count.checked_mul(size) {
+        Some(total) => alloc(total, MALLOC_ALIGN),
+        None => {
+            sys::set_errno(libc_enomem());
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// # Safety
+/// C `free`: `ptr` is null or a live block from these functions.
+#[no_mangle]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if ptr.is_null() || is_boot(ptr) {
+        return;
+    }
+    // SAFETY: forwarded from the caller; the arena aborts on foreign pointers.
+    unsafe { allocator().c_free(ptr as *mut u8) }
+}
+
+/// # Safety
+/// C `realloc` (glibc semantics: `realloc(p, 0)` frees `p` and returns null).
+#[no_mangle]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if ptr.is_null() {
+        return alloc(size, MALLOC_ALIGN);
+    }
+    if size == 0 {
+        // SAFETY: forwarded from the caller.
+        unsafe { free(ptr) };
+        return core::ptr::null_mut();
+    }
+    if is_boot(ptr) {
+        let new = alloc(size, MALLOC_ALIGN);
+        if !new.is_null() {
+            // SAFETY: both blocks are live; the copy stays inside both.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    ptr as *const u8,
+                    new as *mut u8,
+                    boot_size(ptr).min(size),
+                )
+            };
+        }
+        return new;
+    }
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { allocator().c_realloc(ptr as *mut u8, size) } as *mut c_void;
+    if p.is_null() {
+        sys::set_errno(libc_enomem());
+    }
+    p
+}
+
+/// # Safety
+/// C `reallocarray`.
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    match count.checked_mul(size) {
+        // SAFETY: forwarded from the caller.
+        Some(total) => unsafe { realloc(ptr, total) },
+        None => {
+            sys::set_errno(libc_enomem());
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// # Safety
+/// C `posix_memalign`: `align` must be a power of two multiple of
+/// `sizeof(void *)`, else `EINVAL`; `*out` is untouched on failure.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return EINVAL;
+    }
+    let p = alloc(size, align.max(MALLOC_ALIGN));
+    if p.is_null() {
+        return libc_enomem();
+    }
+    // SAFETY: the caller passes a valid out-pointer.
+    unsafe { out.write(p) };
+    0
+}
+
+/// # Safety
+/// C11 `aligned_alloc` (glibc accepts any power-of-two alignment).
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        sys::set_errno(EINVAL);
+        return core::ptr::null_mut();
+    }
+    alloc(size, align.max(MALLOC_ALIGN))
+}
+
+/// # Safety
+/// Obsolete `memalign` (glibc rounds a non-power-of-two alignment up).
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    let Some(align) = align.max(MALLOC_ALIGN).checked_next_power_of_two() else {
+        sys::set_errno(EINVAL);
+        return core::ptr::null_mut();
+    };
+    alloc(size, align)
+}
+
+/// # Safety
+/// Obsolete `valloc`: page-aligned.
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    alloc(size, sys::page_size())
+}
+
+/// # Safety
+/// Obsolete `pvalloc`: page-aligned, size rounded up to whole pages.
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let page = sys::page_size();
+    match size.max(1).checked_next_multiple_of(page) {
+        Some(rounded) => alloc(rounded, page),
+        None => {
+            sys::set_errno(libc_enomem());
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// # Safety
+/// `malloc_usable_size`: 0 for null.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    if ptr.is_null() {
+        return 0;
+    }
+    if is_boot(ptr) {
+        return boot_size(ptr);
+    }
+    match SecureAlloc::usable_size(ptr as *const u8) {
+        Some(size) => size,
+        None => sys::fatal("malloc_usable_size of a pointer secalloc did not allocate"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Exit report
+// ---------------------------------------------------------------------------
+
+/// Formats `value` in decimal into `buf`, returning the digits.
+fn decimal(mut value: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+extern "C" fn report_at_exit() {
+    if sys::getenv(c"SECALLOC_REPORT").is_none() || STATE.load(Ordering::Acquire) != STARTED {
+        return;
+    }
+    let stats = allocator().stats();
+    let mut digits = [0u8; 20];
+    sys::write_stderr(b"secalloc-preload: policy=");
+    sys::write_stderr(if stats.policy == LockPolicy::FailClosed {
+        b"require"
+    } else {
+        b"best-effort"
+    });
+    for (name, value) in [
+        (&b" mapped_bytes="[..], stats.mapped_bytes),
+        (b" locked_bytes=", stats.locked_bytes),
+        (b" unlocked_bytes=", stats.unlocked_bytes),
+        (b" live_allocations=", stats.live_allocations),
+        (b" lock_refusals=", stats.lock_refusals),
+    ] {
+        sys::write_stderr(name);
+        sys::write_stderr(decimal(value, &mut digits));
+    }
+    sys::write_stderr(b"\n");
+}
+
+/// Registers the exit report when the library is loaded.
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_REPORT: extern "C" fn() = {
+    extern "C" fn register() {
+        let _ = sys::register_atexit(report_at_exit);
+    }
+    register
+};
