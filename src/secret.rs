@@ -218,22 +218,13 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (stored_nonce, tag) = seal_in_place(&mut plain, id)?;
-        let layout = cell_layout(len)?;
-        let cell = alloc
-            .allocate(layout)
-            .map_err(|_| arena_error())?
-            .cast::<CellHeader>();
-        // SAFETY: the cell is a fresh allocation of `layout`, 8-aligned, long
-        // enough for the header and body.
-        unsafe {
-            cell.as_ptr().write(CellHeader {
-                pin: PinState::new(),
-                len: len32,
-                id,
-                expires_at_ns,
-            });
-            write_body(cell, &stored_nonce, &plain, &tag);
-        }
+        let header = CellHeader {
+            pin: PinState::new(),
+            len: len32,
+            id,
+            expires_at_ns,
+        };
+        let cell = new_cell(&alloc, header, &stored_nonce, &plain, &tag)?;
         let secret = Secret {
             cell,
             alloc,
@@ -342,21 +333,13 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         }
         let old_layout = cell_layout(old_len)?;
         let layout = cell_layout(new_len)?;
-        let cell = self
-            .alloc
-            .allocate(layout)
-            .map_err(|_| arena_error())?
-            .cast::<CellHeader>();
-        // SAFETY: fresh allocation of `layout`.
-        unsafe {
-            cell.as_ptr().write(CellHeader {
-                pin: PinState::new(),
-                len: new_len32,
-                id,
-                expires_at_ns,
-            });
-            write_body(cell, &stored_nonce, plain, &tag);
-        }
+        let header = CellHeader {
+            pin: PinState::new(),
+            len: new_len32,
+            id,
+            expires_at_ns,
+        };
+        let cell = new_cell(&self.alloc, header, &stored_nonce, plain, &tag)?;
         let mut registry = REGISTRY.lock();
         if let Some(reasons) = self.header().pin.killed() {
             drop(registry);
@@ -492,6 +475,29 @@ impl<T: Protect, A: Allocator> PartialEq for Secret<T, A> {
     fn eq(&self, other: &Self) -> bool {
         self.ct_eq(other).unwrap_or(false)
     }
+}
+
+/// Allocates a cell from `alloc` and fills it: header, then the sealed body.
+fn new_cell<A: Allocator>(
+    alloc: &A,
+    header: CellHeader,
+    stored_nonce: &[u8; NONCE_LEN],
+    ciphertext: &[u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<NonNull<CellHeader>, Error> {
+    debug_assert_eq!(header.len as usize, ciphertext.len());
+    let layout = cell_layout(ciphertext.len())?;
+    let cell = alloc
+        .allocate(layout)
+        .map_err(|_| arena_error())?
+        .cast::<CellHeader>();
+    // SAFETY: the cell is a fresh allocation of `layout`, 8-aligned and long
+    // enough for the header and a body of `ciphertext.len()` bytes.
+    unsafe {
+        cell.as_ptr().write(header);
+        write_body(cell, stored_nonce, ciphertext, tag);
+    }
+    Ok(cell)
 }
 
 /// Writes nonce, ciphertext and tag into a cell's body.

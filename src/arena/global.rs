@@ -140,28 +140,7 @@ impl SecureAlloc {
     /// No live reference into the block may remain.
     #[doc(hidden)]
     pub unsafe fn c_free(&self, ptr: *mut u8) {
-        let addr = ptr as usize;
-        for (idx, heap) in HEAPS.iter().enumerate() {
-            if heap.owns(addr) {
-                let (_, meta, class, slot) = heap.locate(addr);
-                if !meta.mark_free(slot) {
-                    sys::fatal("double free detected");
-                }
-                // SAFETY: the slot was live and its owner gave it up.
-                unsafe { wipe(addr, SIZE_CLASSES[class]) };
-                if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
-                    heap.give_slots(class, &[addr]);
-                }
-                return;
-            }
-        }
-        for heap in &HEAPS {
-            if heap.large.find(addr).is_some() {
-                heap.large.free(heap, addr);
-                return;
-            }
-        }
-        sys::fatal("free of a pointer secalloc did not allocate (invalid free or double free)");
+        self.free_raw(ptr as usize, None)
     }
 
     /// C `realloc` of a live block to `new_size` bytes (malloc alignment,
@@ -238,13 +217,15 @@ impl SecureAlloc {
         }
     }
 
-    /// Frees `addr`, whichever heap it came from; aborts on misuse.
+    /// Frees `addr`, whichever heap it came from; aborts on misuse. With a
+    /// `layout` (Rust callers) it must match the allocation's size class;
+    /// without one (C `free`) the arena's metadata supplies it.
     #[inline]
-    fn free_raw(&self, addr: usize, layout: Layout) {
+    fn free_raw(&self, addr: usize, layout: Option<Layout>) {
         for (idx, heap) in HEAPS.iter().enumerate() {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
-                if class_for(layout.size(), layout.align()) != Some(class) {
+                if layout.is_some_and(|l| class_for(l.size(), l.align()) != Some(class)) {
                     sys::fatal("free with a layout that does not match the allocation (mismatched size or alignment)");
                 }
                 if !meta.mark_free(slot) {
@@ -316,7 +297,7 @@ impl SecureAlloc {
         unsafe {
             ptr::copy_nonoverlapping(addr as *const u8, new, old.size().min(new_layout.size()))
         };
-        self.free_raw(addr, old);
+        self.free_raw(addr, Some(old));
         new
     }
 }
@@ -340,7 +321,7 @@ unsafe impl GlobalAlloc for SecureAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.free_raw(ptr as usize, layout)
+        self.free_raw(ptr as usize, Some(layout))
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -387,7 +368,7 @@ unsafe impl Allocator for SecureAlloc {
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
-            self.free_raw(ptr.as_ptr() as usize, layout);
+            self.free_raw(ptr.as_ptr() as usize, Some(layout));
         }
     }
 

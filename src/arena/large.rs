@@ -46,6 +46,18 @@ const VACANT: LargeBlock = LargeBlock {
     locked: false,
 };
 
+/// An empty registry (no table yet, empty cache).
+const EMPTY_REGISTRY: Registry = Registry {
+    table: 0,
+    capacity: 0,
+    len: 0,
+    used: 0,
+    live_bytes: 0,
+    cache: [VACANT; CACHE_SLOTS],
+    cache_len: 0,
+    cache_bytes: 0,
+};
+
 struct Registry {
     table: usize,    // address of [LargeBlock; capacity] (0 before first use)
     capacity: usize, // power of two
@@ -73,16 +85,7 @@ impl LargeHeap {
     crate::sync::const_fn_unless_loom! {
         pub(crate) fn new() -> LargeHeap {
             LargeHeap {
-                registry: Mutex::new(Registry {
-                    table: 0,
-                    capacity: 0,
-                    len: 0,
-                    used: 0,
-                    live_bytes: 0,
-                    cache: [VACANT; CACHE_SLOTS],
-                    cache_len: 0,
-                    cache_bytes: 0,
-                }),
+                registry: Mutex::new(EMPTY_REGISTRY),
             }
         }
     }
@@ -379,12 +382,7 @@ impl Registry {
         let old = Registry {
             table: self.table,
             capacity: self.capacity,
-            len: 0,
-            used: 0,
-            live_bytes: 0,
-            cache: [VACANT; CACHE_SLOTS],
-            cache_len: 0,
-            cache_bytes: 0,
+            ..EMPTY_REGISTRY
         };
         self.table = table;
         self.capacity = new_capacity;

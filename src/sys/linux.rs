@@ -200,34 +200,13 @@ pub fn madvise_dontfork(addr: usize, len: usize) -> OsResult<()> {
 
 /// `RLIMIT_MEMLOCK` as `(soft, hard)`; `usize::MAX` means unlimited.
 pub fn memlock_limit() -> OsResult<(usize, usize)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    check("getrlimit(RLIMIT_MEMLOCK)", unsafe {
-        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)
-    })?;
-    let conv = |v: libc::rlim_t| {
-        if v == libc::RLIM_INFINITY {
-            usize::MAX
-        } else {
-            v as usize
-        }
-    };
-    Ok((conv(lim.rlim_cur), conv(lim.rlim_max)))
+    let lim = getrlimit_memlock()?;
+    Ok((rlim_to_usize(lim.rlim_cur), rlim_to_usize(lim.rlim_max)))
 }
 
 /// Raises the soft `RLIMIT_MEMLOCK` to the hard limit. Returns the new soft limit.
 pub fn raise_memlock_to_hard_limit() -> OsResult<usize> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    check("getrlimit(RLIMIT_MEMLOCK)", unsafe {
-        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)
-    })?;
+    let mut lim = getrlimit_memlock()?;
     if lim.rlim_cur != lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: `lim` is a valid rlimit whose soft value equals its hard value.
@@ -235,11 +214,27 @@ pub fn raise_memlock_to_hard_limit() -> OsResult<usize> {
             libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim)
         })?;
     }
-    Ok(if lim.rlim_cur == libc::RLIM_INFINITY {
+    Ok(rlim_to_usize(lim.rlim_cur))
+}
+
+fn getrlimit_memlock() -> OsResult<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    check("getrlimit(RLIMIT_MEMLOCK)", unsafe {
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim)
+    })?;
+    Ok(lim)
+}
+
+fn rlim_to_usize(v: libc::rlim_t) -> usize {
+    if v == libc::RLIM_INFINITY {
         usize::MAX
     } else {
-        lim.rlim_cur as usize
-    })
+        v as usize
+    }
 }
 
 /// Creates a `memfd_secret` file descriptor (Linux 5.14+, when enabled).
