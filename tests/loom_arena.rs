@@ -9,6 +9,22 @@ use loom::thread;
 use secalloc::arena::model::{ModelCache, ModelHeap};
 use std::collections::HashSet;
 
+/// Runs a model body on a loom thread with a large stack: a heap has one
+/// mutex per class and shard, more than loom's default coroutine stack holds
+/// while it is being built.
+fn model(body: impl Fn() + Sync + Send + 'static) {
+    let body = std::sync::Arc::new(body);
+    loom::model(move || {
+        let body = body.clone();
+        thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(move || body())
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+}
+
 /// The largest class: four slots per slab, so a two-slab heap runs out fast.
 fn big_class() -> usize {
     ModelHeap::class_for(16 * 1024)
@@ -16,7 +32,7 @@ fn big_class() -> usize {
 
 #[test]
 fn concurrent_allocation_never_hands_out_a_slot_twice() {
-    loom::model(|| {
+    model(|| {
         let heap = Arc::new(ModelHeap::new(2));
         let class = big_class();
         let handles: Vec<_> = (0..2)
@@ -43,7 +59,7 @@ fn concurrent_allocation_never_hands_out_a_slot_twice() {
 
 #[test]
 fn cross_thread_free_and_exit_hand_back_loses_nothing() {
-    loom::model(|| {
+    model(|| {
         let heap = Arc::new(ModelHeap::new(2));
         let class = big_class();
         let mut main_cache = ModelCache::default();
@@ -52,9 +68,9 @@ fn cross_thread_free_and_exit_hand_back_loses_nothing() {
 
         let h2 = heap.clone();
         let t = thread::spawn(move || {
-            // Free a block allocated by the other thread, allocate one of
-            // our own, then exit (flush).
-            let mut cache = ModelCache::default();
+            // Free a block allocated by the other thread (whose slab belongs
+            // to another shard), allocate one of our own, then exit (flush).
+            let mut cache = ModelCache::with_shard(1);
             cache.free(&h2, a);
             let c = cache.alloc(&h2, class).unwrap();
             cache.free(&h2, c);
@@ -78,7 +94,7 @@ fn cross_thread_free_and_exit_hand_back_loses_nothing() {
 
 #[test]
 fn empty_slabs_move_between_classes_through_the_pool() {
-    loom::model(|| {
+    model(|| {
         // One slab only: class A must give it back before class B can run.
         let heap = Arc::new(ModelHeap::new(1));
         let big = big_class();

@@ -204,7 +204,7 @@ impl SecureAlloc {
                 let addr =
                     with_cache(idx, |cache, heap| cache.pop(heap, class)).unwrap_or_else(|| {
                         let mut one = [0usize; 1];
-                        heap.take_slots(class, &mut one);
+                        heap.take_slots(class, 0, &mut one);
                         one[0]
                     });
                 if addr == 0 {

@@ -32,6 +32,12 @@ const READY: u8 = 2;
 /// `RLIMIT_AS` may forbid a large reservation.
 const REGION_SIZES: [usize; 5] = [4 << 30, 1 << 30, 256 << 20, 64 << 20, 16 << 20];
 
+/// Independent central lists per class. Each thread is assigned a shard, and
+/// a shard's slabs serve only its threads, so threads on different shards
+/// allocate from different slabs and never contend for the same cache line
+/// of slab metadata (the live bitmap is written on every allocation and free).
+pub(crate) const SHARD_COUNT: usize = 4;
+
 /// The commit step never exceeds this many slabs (1 MiB): locking happens in
 /// measured increments, because even `MLOCK_ONFAULT` charges the whole range
 /// to `RLIMIT_MEMLOCK` at once.
@@ -62,7 +68,7 @@ pub(crate) struct Heap {
     slab_capacity: AtomicUsize,   // slabs in the region
     meta_base: AtomicUsize,       // address of [SlabMeta; slab_capacity]
     committed_slabs: AtomicUsize, // published copy of pool.committed
-    classes: [CachePadded<Mutex<ClassList>>; CLASS_COUNT],
+    classes: [CachePadded<Mutex<ClassList>>; CLASS_COUNT * SHARD_COUNT], // [class][shard]
     pool: Mutex<SlabPool>,
     pub(crate) large: LargeHeap,
     pub(crate) locked_bytes: AtomicUsize, // committed or mapped and locked
@@ -93,7 +99,7 @@ impl Heap {
                         head: NO_SLAB,
                         partial_count: 0,
                     }));
-                    CLASS_COUNT
+                    CLASS_COUNT * SHARD_COUNT
                 ],
                 pool: Mutex::new(SlabPool {
                     free_head: NO_SLAB,
@@ -246,15 +252,20 @@ impl Heap {
     // Central lists
     // ------------------------------------------------------------------
 
-    /// Takes up to `out.len()` free slots of `class`, writing their addresses
-    /// to `out`. Returns how many it took (0: out of memory or lock budget).
-    pub(crate) fn take_slots(&self, class: usize, out: &mut [usize]) -> usize {
-        let mut list = self.classes[class].0.lock();
+    fn class_list(&self, class: usize, shard: usize) -> &Mutex<ClassList> {
+        &self.classes[class * SHARD_COUNT + shard].0
+    }
+
+    /// Takes up to `out.len()` free slots of `class` from `shard`'s slabs,
+    /// writing their addresses to `out`. Returns how many it took (0: out of
+    /// memory or lock budget).
+    pub(crate) fn take_slots(&self, class: usize, shard: usize, out: &mut [usize]) -> usize {
+        let mut list = self.class_list(class, shard).lock();
         let mut taken = 0;
         let mut indices = [0u16; super::size_class::CACHE_CAPACITY_MAX];
         while taken < out.len() {
             if list.head == NO_SLAB {
-                let Some(slab) = self.acquire_slab(class) else {
+                let Some(slab) = self.acquire_slab(class, shard) else {
                     break;
                 };
                 // SAFETY: we hold this class's lock, which now guards the slab.
@@ -284,17 +295,28 @@ impl Heap {
         taken
     }
 
-    /// Gives wiped, non-live slots of `class` back to the central list.
+    /// Gives wiped, non-live slots of `class` back to the central lists of
+    /// the shards that own their slabs.
     pub(crate) fn give_slots(&self, class: usize, addrs: &[usize]) {
-        let mut list = self.classes[class].0.lock();
         let base = self.base.load(Ordering::Relaxed);
+        let mut held = None; // (shard, guard) of the list locked last
         for &addr in addrs {
             let offset = addr - base;
             let slab = offset >> SLAB_SHIFT;
             let slot = slot_index(offset & (SLAB_SIZE - 1), class);
             let meta = self.meta(slab);
-            // SAFETY: the slab belongs to `class` (its slot was just freed as
-            // one of that class's), and we hold the class lock.
+            // The owning shard cannot change under us: the slab has a slot
+            // that is neither live nor available, so it stays assigned.
+            let shard = meta.shard();
+            let list = match &mut held {
+                Some((locked, guard)) if *locked == shard => guard,
+                _ => {
+                    held = None; // release the previous shard's lock first
+                    &mut held.insert((shard, self.class_list(class, shard).lock())).1
+                }
+            };
+            // SAFETY: the slab belongs to `class` and `shard` (its slot was
+            // just freed as one of that class's), and we hold that list's lock.
             let (ok, count) = unsafe {
                 meta.lists(|lists| {
                     let ok = lists.give(slot);
@@ -306,7 +328,7 @@ impl Heap {
             }
             if count == 1 {
                 // SAFETY: as above; the slab was full, hence not in the list.
-                unsafe { self.push_partial(&mut list, slab) };
+                unsafe { self.push_partial(list, slab) };
             }
             if count == slots_per_slab(class) {
                 // An empty slab goes back to the pool at once, so any class
@@ -314,7 +336,7 @@ impl Heap {
                 // RLIMIT_MEMLOCK, a slab parked with one class would make
                 // another class's allocation fail.
                 // SAFETY: as above; the slab is in the list.
-                unsafe { self.unlink_partial(&mut list, slab) };
+                unsafe { self.unlink_partial(list, slab) };
                 self.release_slab(slab);
             }
         }
@@ -366,8 +388,9 @@ impl Heap {
     // Pool and commit frontier
     // ------------------------------------------------------------------
 
-    /// Gets an empty slab for `class` (called with the class lock held).
-    fn acquire_slab(&self, class: usize) -> Option<usize> {
+    /// Gets an empty slab for `class` in `shard` (called with that list's
+    /// lock held).
+    fn acquire_slab(&self, class: usize, shard: usize) -> Option<usize> {
         let mut pool = self.pool.lock();
         let slab = if pool.free_head != NO_SLAB {
             let slab = pool.free_head as usize - 1;
@@ -383,7 +406,7 @@ impl Heap {
         };
         // SAFETY: we hold the pool lock and the caller holds the class lock;
         // the slab is empty (fresh or fully returned).
-        unsafe { self.meta(slab).assign(class) };
+        unsafe { self.meta(slab).assign(class, shard) };
         Some(slab)
     }
 

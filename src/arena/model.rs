@@ -56,6 +56,13 @@ impl Default for ModelCache {
 }
 
 impl ModelCache {
+    /// A cache refilling from central-list `shard`.
+    pub fn with_shard(shard: usize) -> ModelCache {
+        let mut cache = ModelCache::default();
+        cache.cache.set_shard(shard);
+        cache
+    }
+
     /// Allocates a slot of `class`; `None` when the heap is full.
     pub fn alloc(&mut self, heap: &ModelHeap, class: usize) -> Option<usize> {
         let addr = self.cache.pop(&heap.heap, class);

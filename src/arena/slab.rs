@@ -31,6 +31,7 @@ pub(crate) const FLAG_LOCKED: u8 = 1;
 pub(crate) struct SlabMeta {
     class_tag: AtomicU8,             // class index + 1, or 0 when unassigned
     flags: AtomicU8,                 // FLAG_LOCKED
+    shard: AtomicU8,                 // central-list shard owning the slab while assigned
     live: [AtomicU64; BITMAP_WORDS], // bit per slot: handed to a caller
     lists: UnsafeCell<SlabLists>,    // guarded by the class or pool lock
 }
@@ -55,6 +56,7 @@ impl SlabMeta {
             SlabMeta {
                 class_tag: AtomicU8::new(0),
                 flags: AtomicU8::new(0),
+                shard: AtomicU8::new(0),
                 live: crate::sync::array_of![AtomicU64::new(0); BITMAP_WORDS],
                 lists: UnsafeCell::new(SlabLists {
                     avail: [0; BITMAP_WORDS],
@@ -74,6 +76,12 @@ impl SlabMeta {
             0 => None,
             tag => Some(tag as usize - 1),
         }
+    }
+
+    /// The central-list shard that owns the slab (meaningful while assigned).
+    #[inline]
+    pub(crate) fn shard(&self) -> usize {
+        self.shard.load(Ordering::Relaxed) as usize
     }
 
     /// Whether the slab's memory is locked.
@@ -130,12 +138,13 @@ impl SlabMeta {
         self.lists.with_mut(|lists| f(unsafe { &mut *lists }))
     }
 
-    /// Hands the slab to `class`, making every slot available.
+    /// Hands the slab to `class` in central-list `shard`, making every slot
+    /// available.
     ///
     /// # Safety
     /// The caller holds both the class lock and the pool lock, and the slab
     /// has no live slots.
-    pub(crate) unsafe fn assign(&self, class: usize) {
+    pub(crate) unsafe fn assign(&self, class: usize, shard: usize) {
         debug_assert!(class < CLASS_COUNT);
         debug_assert_eq!(self.live_count(), 0);
         let slots = slots_per_slab(class);
@@ -159,6 +168,7 @@ impl SlabMeta {
                 lists.next = NO_SLAB;
             })
         };
+        self.shard.store(shard as u8, Ordering::Relaxed);
         self.class_tag.store(class as u8 + 1, Ordering::Relaxed);
     }
 

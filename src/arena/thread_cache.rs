@@ -16,6 +16,7 @@ use super::size_class::{cache_capacity, CACHE_CAPACITY_MAX, CLASS_COUNT};
 
 /// One thread's cache for one heap.
 pub(crate) struct HeapCache {
+    shard: u8,                                         // central-list shard this thread uses
     len: [u8; CLASS_COUNT],                            // cached slots per class
     slots: [[usize; CACHE_CAPACITY_MAX]; CLASS_COUNT], // slot addresses, a stack per class
 }
@@ -23,6 +24,7 @@ pub(crate) struct HeapCache {
 impl HeapCache {
     /// An empty cache.
     pub(crate) const EMPTY: HeapCache = HeapCache {
+        shard: 0,
         len: [0; CLASS_COUNT],
         slots: [[0; CACHE_CAPACITY_MAX]; CLASS_COUNT],
     };
@@ -43,13 +45,14 @@ impl HeapCache {
     fn refill(&mut self, heap: &Heap, class: usize) -> usize {
         let want = (cache_capacity(class) / 2).max(1);
         let mut batch = [0usize; CACHE_CAPACITY_MAX];
-        let mut n = heap.take_slots(class, &mut batch[..want]);
+        let shard = self.shard as usize;
+        let mut n = heap.take_slots(class, shard, &mut batch[..want]);
         if n == 0 {
             // Out of memory or lock budget: slots this thread is caching for
             // other classes may be all that keeps a slab from going back to
             // the pool. Hand them back and try once more.
             self.flush(heap);
-            n = heap.take_slots(class, &mut batch[..want]);
+            n = heap.take_slots(class, shard, &mut batch[..want]);
             if n == 0 {
                 return 0;
             }
@@ -72,6 +75,11 @@ impl HeapCache {
         let len = self.len[class] as usize;
         self.slots[class][len] = addr;
         self.len[class] += 1;
+    }
+
+    /// Sets the central-list shard this cache refills from.
+    pub(crate) fn set_shard(&mut self, shard: usize) {
+        self.shard = (shard % super::heap::SHARD_COUNT) as u8;
     }
 
     /// Returns every cached slot to `heap` (thread exit).
@@ -116,6 +124,9 @@ mod tls {
         };
     }
 
+    /// Round-robin counter assigning threads to central-list shards.
+    static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
     /// The pthread key whose destructor flushes a thread's caches (+1; 0 = none).
     static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 
@@ -151,6 +162,12 @@ mod tls {
                         if sys::pthread_setspecific((key - 1) as _, 1).is_err() {
                             caches.state.set(UNREGISTERED);
                             return None;
+                        }
+                        // Spread threads over the central-list shards.
+                        let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+                        for cache in &caches.heaps {
+                            // SAFETY: BUSY excludes any other reference.
+                            unsafe { (*cache.get()).set_shard(shard) };
                         }
                     }
                     _ => return None,
