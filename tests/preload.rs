@@ -398,3 +398,20 @@ fn lock_policies_from_the_environment_without_cap_ipc_lock() {
         "best-effort reports what ran unlocked: {relaxed}"
     );
 }
+
+#[test]
+fn forking_a_multithreaded_python_under_the_preload() {
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("-V").output().is_ok())
+        .unwrap();
+    let out = preloaded(python)
+        .env("PYTHONMALLOC", "malloc")
+        .arg(root().join("tests/preload/py_fork.py"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    assert!(stdout.contains("forks_ok=50"), "{stdout}");
+}
