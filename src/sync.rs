@@ -10,9 +10,9 @@
 #![allow(unsafe_code)]
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Defines a function that is `const` in normal builds and a plain function
 /// under loom (whose primitives have no `const` constructors).

@@ -7,8 +7,8 @@
 
 #![allow(unsafe_code)]
 
-use super::size_class::{slots_per_slab, BITMAP_WORDS, CLASS_COUNT};
-use crate::sync::{AtomicU64, AtomicU8, Ordering, UnsafeCell};
+use super::size_class::{slots_per_slab, BITMAP_WORDS, CLASS_COUNT, MAX_SLOTS_PER_SLAB};
+use crate::sync::{AtomicU8, Ordering, UnsafeCell};
 
 /// "No slab" in the intrusive lists, which store slab index + 1.
 pub(crate) const NO_SLAB: u32 = 0;
@@ -21,9 +21,13 @@ pub(crate) const FLAG_LOCKED: u8 = 1;
 /// Invariants (checked by `debug_check` in debug builds):
 /// - `class_tag` is 0 while the slab is in the pool or unused, else class + 1;
 ///   it changes only while the owning class lock and the pool lock are held.
-/// - `live` has a bit set exactly for the slots currently handed to a caller;
-///   it is updated lock-free with atomic RMW, which is what makes a double
-///   free detectable even when the first free went to a thread cache.
+/// - `live` has a non-zero byte exactly for the slots currently handed to a
+///   caller. A byte per slot (not a bit) lets allocation mark its slot with a
+///   plain store — the slot belongs to the allocating thread alone, and no
+///   neighbour shares the byte — while free uses an atomic swap, so a double
+///   free is caught even when the first free went to a thread cache and even
+///   when two threads race to free the same pointer. (A locked bit-set on
+///   every allocation measured as the largest cost of the allocation path.)
 /// - `lists` is touched only under the lock of the class owning the slab (or
 ///   the pool lock while the slab is in the pool). A slot is in exactly one
 ///   of three states: live (`live` bit), available (`lists.avail` bit), or
@@ -32,7 +36,7 @@ pub(crate) struct SlabMeta {
     class_tag: AtomicU8,             // class index + 1, or 0 when unassigned
     flags: AtomicU8,                 // FLAG_LOCKED
     shard: AtomicU8,                 // central-list shard owning the slab while assigned
-    live: [AtomicU64; BITMAP_WORDS], // bit per slot: handed to a caller
+    live: [AtomicU8; MAX_SLOTS_PER_SLAB], // byte per slot: non-zero while handed to a caller
     lists: UnsafeCell<SlabLists>,    // guarded by the class or pool lock
 }
 
@@ -57,7 +61,7 @@ impl SlabMeta {
                 class_tag: AtomicU8::new(0),
                 flags: AtomicU8::new(0),
                 shard: AtomicU8::new(0),
-                live: crate::sync::array_of![AtomicU64::new(0); BITMAP_WORDS],
+                live: crate::sync::array_of![AtomicU8::new(0); MAX_SLOTS_PER_SLAB],
                 lists: UnsafeCell::new(SlabLists {
                     avail: [0; BITMAP_WORDS],
                     avail_count: 0,
@@ -99,31 +103,38 @@ impl SlabMeta {
     /// which means the allocator's own state is corrupt.
     #[inline]
     pub(crate) fn mark_live(&self, slot: usize) -> bool {
-        // Relaxed: the slot's memory reached this thread through a lock or a
-        // thread cache, which already ordered it; the bit only needs atomicity.
-        let bit = 1u64 << (slot % 64);
-        self.live[slot / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+        // Relaxed: the slot reached this thread through a lock or its own
+        // thread cache, which already ordered it; and only this thread can be
+        // handing it out now, so a load and a store suffice.
+        let byte = &self.live[slot];
+        if byte.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        byte.store(1, Ordering::Relaxed);
+        true
     }
 
-    /// Clears `slot`'s live bit. Returns `false` if it was not live: a double
-    /// free, or a free of a slot never handed out.
+    /// Clears `slot`'s live mark. Returns `false` if it was not live: a
+    /// double free, or a free of a slot never handed out.
     #[inline]
     pub(crate) fn mark_free(&self, slot: usize) -> bool {
-        let bit = 1u64 << (slot % 64);
-        self.live[slot / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
+        // An atomic swap: of two racing frees of one pointer, exactly one
+        // sees it live.
+        self.live[slot].swap(0, Ordering::Relaxed) != 0
     }
 
     /// Number of live slots (racy snapshot, for statistics).
     pub(crate) fn live_count(&self) -> usize {
-        self.live
+        let slots = self.class().map_or(MAX_SLOTS_PER_SLAB, slots_per_slab);
+        self.live[..slots]
             .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
-            .sum()
+            .filter(|b| b.load(Ordering::Relaxed) != 0)
+            .count()
     }
 
     /// Whether `slot` is live (racy snapshot, for inspection).
     pub(crate) fn is_live(&self, slot: usize) -> bool {
-        self.live[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+        self.live[slot].load(Ordering::Relaxed) != 0
     }
 
     /// Runs `f` on the lock-guarded lists.
