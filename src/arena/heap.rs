@@ -35,7 +35,7 @@ const REGION_SIZES: [usize; 5] = [4 << 30, 1 << 30, 256 << 20, 64 << 20, 16 << 2
 /// Independent central lists per class. Each thread is assigned a shard, and
 /// a shard's slabs serve only its threads, so threads on different shards
 /// allocate from different slabs and never contend for the same cache line
-/// of slab metadata (the live bitmap is written on every allocation and free).
+/// of slab metadata (the live marks are written on every allocation and free).
 pub(crate) const SHARD_COUNT: usize = 4;
 
 /// The commit step never exceeds this many slabs (1 MiB): locking happens in
