@@ -12,6 +12,7 @@ use crate::sync::{AtomicU32, Ordering};
 const COUNT_MASK: u32 = 0x00FF_FFFF; // readers currently pinned
 const DEAD: u32 = 1 << 24; // no new pins; wipe when the count reaches zero
 const WIPED: u32 = 1 << 25; // the wipe has been claimed (exactly once)
+const DONE: u32 = 1 << 29; // the claimed wipe has been carried out
 /// Kill reason: `purge()` was called.
 pub const PURGED: u32 = 1 << 26;
 /// Kill reason: the expiry time passed.
@@ -107,6 +108,16 @@ impl PinState {
     /// Whether the wipe has been claimed (by anyone).
     pub fn is_wiped(&self) -> bool {
         self.word.load(Ordering::Acquire) & WIPED != 0
+    }
+
+    /// Records that the wipe claimed through `kill` or `unpin` is complete.
+    pub fn finish_wipe(&self) {
+        self.word.fetch_or(DONE, Ordering::Release);
+    }
+
+    /// Whether a claimed wipe has been carried out ([`PinState::finish_wipe`]).
+    pub fn is_wipe_done(&self) -> bool {
+        self.word.load(Ordering::Acquire) & DONE != 0
     }
 
     /// Whether the object was killed, and why.

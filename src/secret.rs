@@ -52,10 +52,26 @@ const NONCE_LEN: usize = 8;
 const TAG_LEN: usize = 16;
 static_assertions::const_assert_eq!(HEADER_LEN, 24);
 
+/// Bytes of ciphertext stored for `len` bytes of plaintext: rounded up to
+/// whole AES blocks. The plaintext is zero-padded in its locked buffer before
+/// sealing because `ring` copies a final partial block to an ordinary stack
+/// temporary (and does not wipe it); whole blocks are processed in place.
+fn sealed_len(len: usize) -> usize {
+    len.next_multiple_of(16)
+}
+
+/// Associated data: the secret's identity and its true length.
+fn aad(id: u64, len: usize) -> Aad<[u8; 12]> {
+    let mut bytes = [0u8; 12];
+    bytes[..8].copy_from_slice(&id.to_le_bytes());
+    bytes[8..].copy_from_slice(&(len as u32).to_le_bytes());
+    Aad::from(bytes)
+}
+
 fn cell_layout(len: usize) -> Result<Layout, Error> {
     let size = HEADER_LEN
         .checked_add(NONCE_LEN + TAG_LEN)
-        .and_then(|s| s.checked_add(len))
+        .and_then(|s| s.checked_add(sealed_len(len)))
         .ok_or(Error::AllocFailed)?;
     Layout::from_size_align(size, 8).map_err(|_| Error::AllocFailed)
 }
@@ -89,10 +105,35 @@ impl core::hash::Hasher for AddrHasher {
     }
 }
 
-/// Every live cell, so that [`purge`] can reach them all. Also held while a
+/// Whether a cell lives in the arena. Only those are registered for
+/// [`purge`]: arena memory is never returned to the system while a cell in
+/// it is live, even if its `Secret` is leaked with `mem::forget`, whereas a
+/// foreign allocator (say, a borrowed bump arena) may free a leaked cell's
+/// memory behind our back.
+fn in_arena(cell: NonNull<CellHeader>) -> bool {
+    SecureAlloc::usable_size(cell.as_ptr() as *const u8).is_some()
+}
+
+/// Every live cell in the arena, so that [`purge`] can reach them all. Also held while a
 /// cell's body is rewritten, which keeps `purge` and `expose_mut` apart.
 static REGISTRY: spin::Mutex<hashbrown::HashSet<usize, AddrHash>> =
     spin::Mutex::new(hashbrown::HashSet::with_hasher(AddrHash));
+
+/// `fork` prepare handler: holds the registry lock across `fork`.
+pub(crate) fn lock_registry_for_fork() {
+    core::mem::forget(REGISTRY.lock());
+}
+
+/// `fork` parent/child handler: releases the lock taken by
+/// [`lock_registry_for_fork`].
+///
+/// # Safety
+/// The lock was taken by `lock_registry_for_fork` (in this thread, or in the
+/// thread that forked this child) and no guard for it exists.
+pub(crate) unsafe fn unlock_registry_after_fork() {
+    // SAFETY: forwarded from the caller.
+    unsafe { REGISTRY.force_unlock() };
+}
 
 /// The error for an arena allocation that failed: `LockRefused` if the
 /// kernel has refused to lock memory for the fail-closed heap, else
@@ -131,13 +172,19 @@ fn new_plain_buf(capacity: usize) -> Result<PlainBuf, Error> {
     Ok(buf)
 }
 
-/// Seals `plain` in place (it becomes ciphertext) under `id`.
+/// Seals `plain` in place under `id`: it is zero-padded to whole blocks and
+/// becomes that many bytes of ciphertext.
 fn seal_in_place(plain: &mut PlainBuf, id: u64) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), Error> {
+    let len = plain.len();
+    plain
+        .try_reserve_exact(sealed_len(len) - len)
+        .map_err(|_| arena_error())?;
+    plain.resize(sealed_len(len), 0);
     with_key(|material| {
         let stored = material.next_nonce()?;
         let tag = material
             .key()
-            .seal_in_place_separate_tag(nonce(stored), Aad::from(id.to_le_bytes()), plain)
+            .seal_in_place_separate_tag(nonce(stored), aad(id, len), plain)
             .map_err(|_| Error::KeyUnavailable)?;
         let mut tag_bytes = [0u8; TAG_LEN];
         tag_bytes.copy_from_slice(tag.as_ref());
@@ -230,7 +277,8 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             alloc,
             holds: PhantomData,
         };
-        {
+        LIVE.fetch_add(1, Ordering::Relaxed); // balanced by `Drop`, on every path
+        if in_arena(cell) {
             let mut registry = REGISTRY.lock();
             if registry.try_reserve(1).is_err() {
                 drop(registry);
@@ -238,7 +286,6 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             }
             registry.insert(cell.as_ptr() as usize);
         }
-        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(secret)
     }
 
@@ -261,7 +308,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             return Err(Error::Expired);
         }
         let len = header.len as usize;
-        let copied = new_plain_buf(len + TAG_LEN).map(|mut buf| {
+        let copied = new_plain_buf(sealed_len(len) + TAG_LEN).map(|mut buf| {
             // SAFETY: pinned: the body is intact and not being rewritten
             // (rewrites need `&mut self`; purge waits for us to unpin).
             let body = unsafe { body_slice(self.cell, len) };
@@ -279,7 +326,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         with_key(|material| {
             material
                 .key()
-                .open_in_place(nonce(stored), Aad::from(id.to_le_bytes()), &mut buf)
+                .open_in_place(nonce(stored), aad(id, len), &mut buf)
                 .map(|_| ())
                 .map_err(|_| Error::Tampered)
         })?;
@@ -360,7 +407,9 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             return Err(Error::AllocFailed);
         }
         registry.remove(&(self.cell.as_ptr() as usize));
-        registry.insert(cell.as_ptr() as usize);
+        if in_arena(cell) {
+            registry.insert(cell.as_ptr() as usize);
+        }
         drop(registry);
         let old = core::mem::replace(&mut self.cell, cell);
         // SAFETY: the old cell is unpublished and ours alone.
@@ -440,7 +489,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     pub fn cell_range(&self) -> (usize, usize) {
         (
             self.cell.as_ptr() as usize,
-            HEADER_LEN + NONCE_LEN + self.header().len as usize + TAG_LEN,
+            HEADER_LEN + NONCE_LEN + sealed_len(self.header().len as usize) + TAG_LEN,
         )
     }
 }
@@ -485,7 +534,7 @@ fn new_cell<A: Allocator>(
     ciphertext: &[u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<NonNull<CellHeader>, Error> {
-    debug_assert_eq!(header.len as usize, ciphertext.len());
+    debug_assert_eq!(sealed_len(header.len as usize), ciphertext.len());
     let layout = cell_layout(ciphertext.len())?;
     let cell = alloc
         .allocate(layout)
@@ -526,7 +575,7 @@ unsafe fn body_slice<'a>(cell: NonNull<CellHeader>, len: usize) -> &'a [u8] {
     unsafe {
         core::slice::from_raw_parts(
             (cell.as_ptr() as *const u8).add(HEADER_LEN),
-            NONCE_LEN + len + TAG_LEN,
+            NONCE_LEN + sealed_len(len) + TAG_LEN,
         )
     }
 }
@@ -539,7 +588,7 @@ unsafe fn body_slice_mut<'a>(cell: NonNull<CellHeader>, len: usize) -> &'a mut [
     unsafe {
         core::slice::from_raw_parts_mut(
             (cell.as_ptr() as *mut u8).add(HEADER_LEN),
-            NONCE_LEN + len + TAG_LEN,
+            NONCE_LEN + sealed_len(len) + TAG_LEN,
         )
     }
 }
@@ -555,14 +604,23 @@ unsafe fn wipe_body(cell: NonNull<CellHeader>) {
     unsafe {
         wipe(
             cell.as_ptr() as usize + HEADER_LEN,
-            NONCE_LEN + len + TAG_LEN,
+            NONCE_LEN + sealed_len(len) + TAG_LEN,
         )
     };
 }
 
-/// Wipes the key page and every live secret's stored ciphertext, at once.
-/// Afterwards every access returns `KeyUnavailable`, and new secrets cannot
-/// be created. Meant for crash handlers and shutdown paths.
+/// Wipes the key page and every live secret's stored ciphertext in the
+/// arena. Afterwards every access returns `KeyUnavailable`, and new secrets
+/// cannot be created. Meant for shutdown paths and panic hooks.
+///
+/// It returns once the key is wiped (waiting for any access that is using it
+/// to finish) and every stored ciphertext not being read at that moment is
+/// wiped; a ciphertext that an `expose` is copying is wiped by that `expose`
+/// as it finishes. Secrets stored by a foreign allocator keep their
+/// ciphertext, which is useless without the key.
+///
+/// Not async-signal-safe: it takes a lock and may wait for a reader, so a
+/// signal handler that interrupted such a reader would wait forever.
 pub fn purge() {
     key_page::purge_key();
     let registry = REGISTRY.lock();
@@ -599,19 +657,20 @@ pub struct SecretStats {
 /// A snapshot of every live secret's storage mode.
 pub fn stats() -> SecretStats {
     let registry = REGISTRY.lock();
-    let (mut locked, mut unlocked, mut foreign) = (0, 0, 0);
+    let (mut locked, mut unlocked) = (0, 0);
     for &addr in registry.iter() {
         match SecureAlloc::is_locked(addr as *const u8) {
             Some(true) => locked += 1,
-            Some(false) => unlocked += 1,
-            None => foreign += 1,
+            _ => unlocked += 1,
         }
     }
+    drop(registry);
+    let live = LIVE.load(Ordering::Relaxed);
     SecretStats {
-        live: LIVE.load(Ordering::Relaxed),
+        live,
         storage_locked: locked,
         storage_unlocked: unlocked,
-        storage_foreign: foreign,
+        storage_foreign: live.saturating_sub(locked + unlocked),
         key_page: key_page_info(),
         purged: key_page::is_purged(),
     }

@@ -278,6 +278,123 @@ fn expiry_wipes_without_a_background_thread() {
     assert_eq!(s.expose(|k| k[0]), Err(Error::Expired));
 }
 
+/// A minimal bump allocator over a heap buffer, handed out by reference: a
+/// foreign allocator whose memory goes away when it is dropped.
+struct BumpArena {
+    buf: std::cell::UnsafeCell<Box<[u8]>>,
+    used: std::cell::Cell<usize>,
+}
+
+impl BumpArena {
+    fn new(len: usize) -> BumpArena {
+        BumpArena {
+            buf: std::cell::UnsafeCell::new(vec![0u8; len].into_boxed_slice()),
+            used: std::cell::Cell::new(0),
+        }
+    }
+}
+
+// SAFETY: blocks are disjoint ranges of the buffer, valid while the arena
+// lives; deallocation is a no-op.
+unsafe impl allocator_api2::alloc::Allocator for &BumpArena {
+    fn allocate(
+        &self,
+        layout: std::alloc::Layout,
+    ) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: the buffer is only ever handed out in disjoint pieces.
+        let buf = unsafe { &mut *self.buf.get() };
+        let start = self.used.get().next_multiple_of(layout.align());
+        let end = start + layout.size();
+        if end > buf.len() {
+            return Err(allocator_api2::alloc::AllocError);
+        }
+        self.used.set(end);
+        let ptr = std::ptr::NonNull::new(buf[start..end].as_mut_ptr()).unwrap();
+        Ok(std::ptr::NonNull::slice_from_raw_parts(ptr, layout.size()))
+    }
+    unsafe fn deallocate(&self, _ptr: std::ptr::NonNull<u8>, _layout: std::alloc::Layout) {}
+}
+
+#[test]
+fn short_values_are_padded_to_whole_blocks_before_sealing() {
+    // ring copies a final partial AES block to an unwiped stack temporary;
+    // padding in locked memory means it never sees one.
+    for (len, sealed) in [
+        (1usize, 16usize),
+        (7, 16),
+        (16, 16),
+        (17, 32),
+        (32, 32),
+        (100, 112),
+    ] {
+        let mut s: Secret<Vec<u8>> = Secret::new(vec![0x61; len]).unwrap();
+        assert_eq!(s.sealed_bytes_mut().len(), 8 + sealed + 16, "len {len}");
+        assert_eq!(
+            s.expose(|v| v.len()).unwrap(),
+            len,
+            "the true length comes back"
+        );
+    }
+    let mut p: Secret<String> = Secret::new("hunter2".to_string()).unwrap();
+    assert_eq!(p.sealed_bytes_mut().len(), 8 + 16 + 16);
+    p.expose_mut(|t| t.push_str("!")).unwrap();
+    assert_eq!(p.expose(|t| t.to_string()).unwrap(), "hunter2!");
+}
+
+#[test]
+fn forks_while_other_threads_create_and_drop_secrets_never_hang() {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut s: Secret<Vec<u8>> =
+                        Secret::new(vec![t as u8; 1 + (n % 200) as usize]).unwrap();
+                    s.expose_mut(|v| v.push(1)).unwrap();
+                    n = n.wrapping_add(1);
+                }
+            })
+        })
+        .collect();
+    let held: Secret<[u8; 32]> = Secret::new([4u8; 32]).unwrap();
+    for i in 0..50 {
+        // SAFETY: the child only drops a secret (registry lock, arena) and
+        // leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = held.expose(|_| ()) == Err(Error::KeyUnavailable);
+            drop(held);
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let start = std::time::Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                // SAFETY: our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("fork {i}: child hung");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "fork {i}: status {status:#x}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
 #[test]
 fn purge_wipes_the_key_and_every_secret() {
     if child_scenario().as_deref() == Some("purge") {
@@ -285,6 +402,14 @@ fn purge_wipes_the_key_and_every_secret() {
         let mut secrets: Vec<Secret<[u8; 32]>> =
             (0..1000).map(|_| Secret::new(canary).unwrap()).collect();
         assert!(secrets.iter().all(|s| s.expose(|k| *k == canary).unwrap()));
+        // A secret in a borrowed foreign allocator, leaked, whose allocator
+        // is then gone: purge must not touch that memory (only arena cells
+        // are registered), so the process survives.
+        {
+            let arena = BumpArena::new(4096);
+            let leaked = Secret::new_in([9u8; 32], &arena).unwrap();
+            std::mem::forget(leaked);
+        }
         secalloc::purge();
         let all_err = secrets
             .iter()

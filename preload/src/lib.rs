@@ -92,10 +92,10 @@ fn boot_alloc(size: usize, align: usize) -> *mut c_void {
     let mut used = BOOT_USED.load(Ordering::Relaxed);
     loop {
         let data = (start + used + MALLOC_ALIGN).next_multiple_of(align);
-        let end = data + size.max(1);
-        if end > start + BOOT_LEN {
-            return core::ptr::null_mut();
-        }
+        let end = match data.checked_add(size.max(1)) {
+            Some(end) if end <= start + BOOT_LEN => end,
+            _ => return core::ptr::null_mut(),
+        };
         match BOOT_USED.compare_exchange(used, end - start, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => {
                 // SAFETY: `[data - 16, end)` is inside the boot buffer and was

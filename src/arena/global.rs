@@ -90,8 +90,8 @@ impl SecureAlloc {
         let addr = ptr as usize;
         for heap in &HEAPS {
             if heap.owns(addr) {
-                let (start, _, live) = heap.slot_of(addr)?;
-                return (start == addr && live).then(|| heap.is_addr_locked(addr));
+                let (start, _, live, locked) = heap.slot_of(addr)?;
+                return (start == addr && live).then_some(locked);
             }
             if let Some(block) = heap.large.find(addr) {
                 return Some(block.locked);
@@ -112,7 +112,7 @@ impl SecureAlloc {
         let addr = ptr as usize;
         for heap in &HEAPS {
             if heap.owns(addr) {
-                let (start, size, live) = heap.slot_of(addr)?;
+                let (start, size, live, _) = heap.slot_of(addr)?;
                 return (start == addr && live).then_some(size);
             }
             if let Some(block) = heap.large.find(addr) {

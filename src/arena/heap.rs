@@ -27,6 +27,9 @@ use crate::sys;
 const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
 const READY: u8 = 2;
+/// A fail-closed heap whose memory could not be locked again in a forked
+/// child: it hands out nothing more.
+const POISONED: u8 = 3;
 
 /// Region sizes tried at start-up, largest first: address space is free, but
 /// `RLIMIT_AS` may forbid a large reservation.
@@ -147,6 +150,7 @@ impl Heap {
             ) {
                 Ok(_) => break,
                 Err(READY) => return true,
+                Err(POISONED) => return false,
                 Err(_) => spin_hint(),
             }
         }
@@ -240,12 +244,6 @@ impl Heap {
         if !meta.mark_live(slot) {
             sys::fatal("heap corruption: a free slot was already live");
         }
-    }
-
-    /// Whether the slab holding `addr` is locked.
-    pub(crate) fn is_addr_locked(&self, addr: usize) -> bool {
-        let (_, meta, _, _) = self.locate(addr);
-        meta.is_locked()
     }
 
     // ------------------------------------------------------------------
@@ -475,6 +473,17 @@ impl Heap {
         true
     }
 
+    /// Moves `bytes` from the locked to the unlocked counter (memory whose
+    /// lock was lost, in a fork child).
+    pub(crate) fn move_to_unlocked(&self, bytes: usize) {
+        let _ = self
+            .locked_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(bytes))
+            });
+        self.unlocked_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Counts a refused `mlock`.
     pub(crate) fn note_refusal(&self, err: sys::OsError) {
         self.lock_refusals.fetch_add(1, Ordering::Relaxed);
@@ -512,8 +521,9 @@ impl Heap {
         )
     }
 
-    /// Describes the slot containing `addr`: `(slot start, slot size, live)`.
-    pub(crate) fn slot_of(&self, addr: usize) -> Option<(usize, usize, bool)> {
+    /// Describes the slot containing `addr`: `(slot start, slot size, live,
+    /// locked)`. Never aborts (for queries about arbitrary addresses).
+    pub(crate) fn slot_of(&self, addr: usize) -> Option<(usize, usize, bool, bool)> {
         let (base, len) = self.committed_range();
         if addr < base || addr >= base + len {
             return None;
@@ -526,12 +536,24 @@ impl Heap {
         if slot >= slots_per_slab(class) {
             return None;
         }
-        Some((self.slab_addr(slab) + slot * size, size, meta.is_live(slot)))
+        Some((
+            self.slab_addr(slab) + slot * size,
+            size,
+            meta.is_live(slot),
+            meta.is_locked(),
+        ))
     }
 
     /// Takes every lock of this heap and keeps them (fork prepare).
     #[cfg(not(loom))]
     pub(crate) fn lock_all(&self) {
+        // A heap half-way through start-up would stay that way forever in
+        // the child: let it finish. (glibc releases its fork-handler lock
+        // while a handler runs, so the starting thread can complete its own
+        // `pthread_atfork` registration.)
+        while self.state.load(Ordering::Acquire) == INITIALIZING {
+            spin_hint();
+        }
         for class in &self.classes {
             class.0.lock_and_forget();
         }
@@ -561,17 +583,28 @@ impl Heap {
     #[cfg(not(loom))]
     pub(crate) fn relock_after_fork(&self) {
         let (base, len) = self.committed_range();
+        let mut refused = false;
         if len != 0 && self.locked_bytes.load(Ordering::Relaxed) != 0 {
             if let Err(err) = sys::mlock_on_fault(base, len) {
                 self.note_refusal(err);
+                refused = true;
                 for slab in 0..len / SLAB_SIZE {
-                    self.meta(slab).set_locked(false);
+                    let meta = self.meta(slab);
+                    if meta.is_locked() {
+                        meta.set_locked(false);
+                        self.move_to_unlocked(SLAB_SIZE);
+                    }
                 }
-                let was = self.locked_bytes.swap(0, Ordering::Relaxed);
-                self.unlocked_bytes.fetch_add(was, Ordering::Relaxed);
             }
         }
+        let before = self.lock_refusals.load(Ordering::Relaxed);
         self.large.relock_after_fork(self);
+        refused |= self.lock_refusals.load(Ordering::Relaxed) != before;
+        if refused && self.policy == LockPolicy::FailClosed {
+            // Memory already handed out stays where it is, but a fail-closed
+            // heap never hands out memory it could not lock.
+            self.state.store(POISONED, Ordering::Release);
+        }
     }
 }
 

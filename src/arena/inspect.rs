@@ -22,7 +22,7 @@ pub struct SlotInfo {
 pub fn slot_of(addr: usize) -> Option<SlotInfo> {
     HEAPS.iter().find_map(|h| {
         h.slot_of(addr)
-            .map(|(start, size, live)| SlotInfo { start, size, live })
+            .map(|(start, size, live, _)| SlotInfo { start, size, live })
     })
 }
 

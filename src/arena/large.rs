@@ -100,7 +100,9 @@ impl LargeHeap {
         let align = align.max(page);
         {
             let mut reg = self.registry.lock();
-            if let Some(block) = reg.take_cached(data_len, align) {
+            if let Some(block) =
+                reg.take_cached(data_len, align, heap.policy() == LockPolicy::FailClosed)
+            {
                 if reg.insert(block) {
                     return block.data;
                 }
@@ -140,7 +142,16 @@ impl LargeHeap {
         };
         // SAFETY: the block was live and is now ours alone: the registry no
         // longer lists it and the caller gave up its pointer.
-        unsafe { wipe_resident(block.data, block.data_len) };
+        // Skipping non-resident pages is right only for locked memory: an
+        // unlocked page that was swapped out is not resident but still holds
+        // data, which would come back on the next touch.
+        unsafe {
+            if block.locked {
+                wipe_resident(block.data, block.data_len)
+            } else {
+                wipe(block.data, block.data_len)
+            }
+        };
         {
             let mut reg = self.registry.lock();
             if reg.put_cached(block) {
@@ -214,14 +225,19 @@ impl LargeHeap {
                 if let Err(err) = sys::mlock_on_fault(block.data, block.data_len) {
                     heap.note_refusal(err);
                     block.locked = false;
+                    heap.move_to_unlocked(block.data_len);
                     reg.set_entry(i, block);
                 }
             }
         }
         let cached = reg.cache_len;
         for block in &mut reg.cache[..cached] {
-            if block.locked && sys::mlock_on_fault(block.data, block.data_len).is_err() {
-                block.locked = false;
+            if block.locked {
+                if let Err(err) = sys::mlock_on_fault(block.data, block.data_len) {
+                    heap.note_refusal(err);
+                    block.locked = false;
+                    heap.move_to_unlocked(block.data_len);
+                }
             }
         }
     }
@@ -256,7 +272,9 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
     let usable = unsafe { sys::mprotect(data, data_len, sys::Protection::ReadWrite) }.is_ok()
         && sys::madvise_dontdump(map_base, map_len).is_ok();
     if !usable {
-        unmap_block(heap, &block);
+        // Not yet counted in either byte counter: unmap it directly.
+        // SAFETY: the fresh mapping was never handed out.
+        let _ = unsafe { sys::munmap(map_base, map_len) };
         return None;
     }
     match sys::mlock_on_fault(data, data_len) {
@@ -268,7 +286,9 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
         Err(err) => {
             heap.note_refusal(err);
             if heap.policy() == LockPolicy::FailClosed {
-                unmap_block(heap, &block);
+                // Not counted yet either.
+                // SAFETY: the fresh mapping was never handed out.
+                let _ = unsafe { sys::munmap(map_base, map_len) };
                 return None;
             }
             heap.unlocked_bytes
@@ -409,9 +429,17 @@ impl Registry {
 
     /// Takes a cached block that fits `data_len` and `align` without wasting
     /// more than half of itself.
-    fn take_cached(&mut self, data_len: usize, align: usize) -> Option<LargeBlock> {
+    fn take_cached(
+        &mut self,
+        data_len: usize,
+        align: usize,
+        need_locked: bool,
+    ) -> Option<LargeBlock> {
         let found = self.cache[..self.cache_len].iter().position(|b| {
-            b.data_len >= data_len && b.data_len / 2 <= data_len && b.data % align == 0
+            b.data_len >= data_len
+                && b.data_len / 2 <= data_len
+                && b.data % align == 0
+                && (b.locked || !need_locked)
         })?;
         let block = self.cache[found];
         self.cache_len -= 1;

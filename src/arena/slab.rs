@@ -18,7 +18,7 @@ pub(crate) const FLAG_LOCKED: u8 = 1;
 
 /// Metadata of one slab.
 ///
-/// Invariants (checked by `debug_check` in debug builds):
+/// Invariants:
 /// - `class_tag` is 0 while the slab is in the pool or unused, else class + 1;
 ///   it changes only while the owning class lock and the pool lock are held.
 /// - `live` has a non-zero byte exactly for the slots currently handed to a
@@ -30,14 +30,14 @@ pub(crate) const FLAG_LOCKED: u8 = 1;
 ///   every allocation measured as the largest cost of the allocation path.)
 /// - `lists` is touched only under the lock of the class owning the slab (or
 ///   the pool lock while the slab is in the pool). A slot is in exactly one
-///   of three states: live (`live` bit), available (`lists.avail` bit), or
+///   of three states: live (`live` byte), available (`lists.avail` bit), or
 ///   held in some thread cache (neither bit).
 pub(crate) struct SlabMeta {
-    class_tag: AtomicU8,             // class index + 1, or 0 when unassigned
-    flags: AtomicU8,                 // FLAG_LOCKED
-    shard: AtomicU8,                 // central-list shard owning the slab while assigned
+    class_tag: AtomicU8,                  // class index + 1, or 0 when unassigned
+    flags: AtomicU8,                      // FLAG_LOCKED
+    shard: AtomicU8,                      // central-list shard owning the slab while assigned
     live: [AtomicU8; MAX_SLOTS_PER_SLAB], // byte per slot: non-zero while handed to a caller
-    lists: UnsafeCell<SlabLists>,    // guarded by the class or pool lock
+    lists: UnsafeCell<SlabLists>,         // guarded by the class or pool lock
 }
 
 /// The lock-guarded part of [`SlabMeta`].

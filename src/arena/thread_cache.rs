@@ -104,6 +104,7 @@ mod tls {
     use crate::sync::{AtomicUsize, Ordering};
     use crate::sys;
     use core::cell::{Cell, UnsafeCell};
+    use core::sync::atomic::compiler_fence;
 
     const UNREGISTERED: u8 = 0;
     const BUSY: u8 = 1; // inside `with_cache`, or registering
@@ -173,11 +174,16 @@ mod tls {
                     _ => return None,
                 }
                 caches.state.set(BUSY);
+                // Keep the BUSY store before the cache is touched: a signal
+                // handler that allocates must see it (or fall back) rather
+                // than alias the cache.
+                compiler_fence(Ordering::SeqCst);
                 // SAFETY: the state machine above guarantees that no other
                 // reference to this thread's cache exists: BUSY excludes
                 // re-entry, and the cache is never shared across threads.
                 let cache = unsafe { &mut *caches.heaps[heap_idx].get() };
                 let result = f(cache, &HEAPS[heap_idx]);
+                compiler_fence(Ordering::SeqCst);
                 caches.state.set(ACTIVE);
                 Some(result)
             })

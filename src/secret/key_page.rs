@@ -20,6 +20,8 @@ use crate::arena::wipe::wipe;
 use crate::error::Error;
 use crate::pin::{PinState, PURGED};
 use crate::sys;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use ring::aead::{LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -31,12 +33,16 @@ const KEY_LEN: usize = 32;
 const KEY_PAGE_LEN: usize = 4096;
 
 /// Everything that lives in the key page.
+///
+/// The key fields are `UnsafeCell<MaybeUninit<_>>`: the page is written in
+/// place (created, later wiped to zero) while shared references to the
+/// `KeyMaterial` exist, and an all-zero `LessSafeKey` is not a valid value.
 #[repr(C)]
 pub(crate) struct KeyMaterial {
-    pin: PinState,            // readers of `key` vs purge
-    nonce_counter: AtomicU64, // next nonce: never repeats under this key
-    raw: [u8; KEY_LEN],       // raw key bytes, only during creation
-    key: LessSafeKey,         // ring's key schedule; written in place once
+    pin: PinState,                             // readers of `key` vs purge
+    nonce_counter: AtomicU64,                  // next nonce: never repeats under this key
+    raw: UnsafeCell<[u8; KEY_LEN]>,            // raw key bytes, only during creation
+    key: UnsafeCell<MaybeUninit<LessSafeKey>>, // ring's key schedule, built in place
 }
 
 const_assert!(core::mem::size_of::<KeyMaterial>() <= KEY_PAGE_LEN);
@@ -76,17 +82,21 @@ impl KeyMaterial {
     /// The next nonce: a 64-bit counter in the low bytes, so it never
     /// repeats under this key. Returns the 8 stored bytes.
     pub(crate) fn next_nonce(&self) -> Result<[u8; 8], Error> {
-        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
-        if n == u64::MAX {
-            // 2^64 seals: unreachable in practice, but never wrap.
-            return Err(Error::KeyUnavailable);
-        }
-        Ok(n.to_be_bytes())
+        // 2^64 seals are unreachable in practice, but the counter must
+        // never wrap back to a used value: it stops at the end instead.
+        self.nonce_counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .map(u64::to_be_bytes)
+            .map_err(|_| Error::KeyUnavailable)
     }
 
-    /// The key (only inside [`with_key`]).
+    /// The key (only inside [`with_key`], which holds a pin, so the key is
+    /// initialised and not being wiped).
     pub(crate) fn key(&self) -> &LessSafeKey {
-        &self.key
+        // SAFETY: the caller holds a pin (see `with_key`): the key was
+        // written before the page was published and is wiped only once no
+        // pin is held and no new pin can be taken.
+        unsafe { (*self.key.get()).assume_init_ref() }
     }
 }
 
@@ -121,7 +131,7 @@ fn material() -> Result<&'static KeyMaterial, Error> {
     }
     // Overwrite the stack below us, where ring's key expansion ran.
     zeroize::zeroize_stack::<16384>();
-    let _ = sys::register_atfork(no_op, no_op, forked_child);
+    let _ = sys::register_atfork(fork_prepare, fork_parent, forked_child);
     KEY_SECRETMEM.store(secretmem, Ordering::Relaxed);
     KEY_ADDR.store(addr, Ordering::Release);
     // SAFETY: just initialised, published, never unmapped.
@@ -181,14 +191,18 @@ fn fill_key(addr: usize) -> Result<(), Error> {
     // zero is a valid `PinState`, `AtomicU64` and byte array. `key` is
     // written before anything reads it.
     unsafe {
-        let raw = &mut (*material).raw;
+        let raw = &mut *(*material).raw.get();
         SystemRandom::new()
             .fill(raw)
             .map_err(|_| Error::KeyUnavailable)?;
         let unbound = UnboundKey::new(&AES_256_GCM, raw).map_err(|_| Error::KeyUnavailable)?;
-        core::ptr::addr_of_mut!((*material).key).write(LessSafeKey::new(unbound));
+        (*material)
+            .key
+            .get()
+            .write(MaybeUninit::new(LessSafeKey::new(unbound)));
         wipe(raw.as_mut_ptr() as usize, KEY_LEN);
     }
+
     Ok(())
 }
 
@@ -196,12 +210,15 @@ fn wipe_page(material: &KeyMaterial) {
     // Everything after the pin state: the pin word itself must survive, as
     // it records that the page is dead and wiped.
     let start = core::mem::offset_of!(KeyMaterial, nonce_counter);
-    let base = material as *const KeyMaterial as usize;
+    let base = KEY_ADDR.load(Ordering::Acquire);
+    debug_assert_eq!(base, material as *const KeyMaterial as usize);
     // SAFETY: the pin protocol guarantees nobody is using the key (the wipe
-    // was claimed with the reader count at zero and no new pins allowed);
-    // `LessSafeKey` needs no drop, and the bytes are never read as a key
-    // again. The range stays inside the page and excludes `pin`.
+    // was claimed with the reader count at zero and no new pins allowed).
+    // Every byte written is either outside the `KeyMaterial` or inside an
+    // `UnsafeCell` (the atomic counter, `raw`, `key`), and `key` is
+    // `MaybeUninit`, so zero bytes there are allowed and never read as a key.
     unsafe { wipe(base + start, KEY_PAGE_LEN - start) };
+    material.pin.finish_wipe();
 }
 
 /// Wipes the key page now (or as soon as the last current user leaves) and
@@ -216,7 +233,8 @@ pub(crate) fn purge_key() {
     if material.pin.kill(PURGED) {
         wipe_page(material);
     }
-    while !material.pin.is_wiped() {
+    // If a reader held the key, it wipes as it leaves; wait until it has.
+    while !material.pin.is_wipe_done() {
         core::hint::spin_loop();
     }
 }
@@ -249,9 +267,22 @@ pub fn ensure_key() -> Result<KeyPageInfo, Error> {
     key_page_info().ok_or(Error::KeyUnavailable)
 }
 
-unsafe extern "C" fn no_op() {}
+// Registered after the arena's handlers, so `prepare` runs before the
+// arena's and the registry lock is taken before the arena locks — the order
+// every other path uses (a registry update may allocate).
+unsafe extern "C" fn fork_prepare() {
+    super::lock_registry_for_fork();
+}
+
+unsafe extern "C" fn fork_parent() {
+    // SAFETY: `fork_prepare` took the registry lock in this thread.
+    unsafe { super::unlock_registry_after_fork() };
+}
 
 unsafe extern "C" fn forked_child() {
+    // SAFETY: `fork_prepare` took the registry lock in the thread that
+    // forked, the child's only thread.
+    unsafe { super::unlock_registry_after_fork() };
     // The child's copy of the page is gone (DONTFORK) or zero (WIPEONFORK).
     FORKED.store(true, Ordering::Release);
 }

@@ -65,10 +65,10 @@ impl<T: Plain> Protect for T {
         let bytes = unsafe {
             core::slice::from_raw_parts(&self as *const T as *const u8, core::mem::size_of::<T>())
         };
-        try_extend(out, bytes)?;
+        let copied = try_extend(out, bytes);
         // SAFETY: zero bytes are a valid `T` (Plain), and `self` is ours.
         unsafe { zeroize::zeroize_flat_type(&mut self) };
-        Ok(())
+        copied
     }
 
     fn check(plain: &PlainBuf) -> Result<(), Error> {
