@@ -132,6 +132,11 @@ fn start_slow() -> bool {
     let _ = IN_START.try_with(|f| f.set(true));
     let a = allocator();
     a.warm_up();
+    // The boot buffer held the C library's earliest allocations: keep it out
+    // of swap and core dumps like the arena (best effort: it is static).
+    let (boot_start, boot_end) = boot_range();
+    let _ = sys::mlock_on_fault(boot_start, boot_end - boot_start);
+    let _ = sys::madvise_dontdump(boot_start, boot_end - boot_start);
     let _ = IN_START.try_with(|f| f.set(false));
     STATE.store(STARTED, Ordering::Release);
     true
