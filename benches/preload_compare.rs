@@ -11,28 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "../tests/support/preload_lib.rs"]
+mod preload_lib;
 
-fn build_preload() -> PathBuf {
-    let target = root().join("target/preload");
-    let ok = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "secalloc-preload",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(root())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "building secalloc-preload failed");
-    target.join("release/libsecalloc_preload.so")
-}
+use preload_lib::{build_preload_lib as build_preload, root};
 
 fn compile(dir: &Path, name: &str) -> PathBuf {
     let out = dir.join(name);

@@ -3,8 +3,12 @@
 //! `/proc/PID/smaps` to run on locked, dump-excluded memory; a core dump of a
 //! C program; a foreign free; and both lock policies without `CAP_IPC_LOCK`.
 
+#[path = "support/preload_lib.rs"]
+mod preload_lib;
 #[path = "support/mod.rs"]
 mod support;
+
+use preload_lib::root;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -13,31 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use support::*;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds the preload library once (in its own target directory, so it never
-/// waits on the lock of the `cargo test` that runs us).
+/// Builds the preload library once per test binary.
 fn preload_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let target = root().join("target/preload");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "secalloc-preload",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .current_dir(root())
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building secalloc-preload failed");
-        target.join("release/libsecalloc_preload.so")
-    })
+    LIB.get_or_init(preload_lib::build_preload_lib)
 }
 
 fn work_dir(name: &str) -> PathBuf {
