@@ -87,17 +87,7 @@ impl SecureAlloc {
     /// Whether the allocation at `ptr` (from any `SecureAlloc`) sits in locked
     /// memory. `None` if `ptr` is not a live allocation start of this crate.
     pub fn is_locked(ptr: *const u8) -> Option<bool> {
-        let addr = ptr as usize;
-        for heap in &HEAPS {
-            if heap.owns(addr) {
-                let (start, _, live, locked) = heap.slot_of(addr)?;
-                return (start == addr && live).then_some(locked);
-            }
-            if let Some(block) = heap.large.find(addr) {
-                return Some(block.locked);
-            }
-        }
-        None
+        live_block(ptr as usize).map(|(_, locked)| locked)
     }
 
     /// Reserves this policy's arena now (normally done by the first
@@ -109,17 +99,7 @@ impl SecureAlloc {
     /// Usable bytes of the live allocation starting at `ptr` (its slot size,
     /// or a large block's page-rounded size); `None` if `ptr` is not one.
     pub fn usable_size(ptr: *const u8) -> Option<usize> {
-        let addr = ptr as usize;
-        for heap in &HEAPS {
-            if heap.owns(addr) {
-                let (start, size, live, _) = heap.slot_of(addr)?;
-                return (start == addr && live).then_some(size);
-            }
-            if let Some(block) = heap.large.find(addr) {
-                return Some(block.data_len);
-            }
-        }
-        None
+        live_block(ptr as usize).map(|(size, _)| size)
     }
 
     /// C `malloc`-style allocation of `size` bytes aligned to `align` (a
@@ -330,6 +310,21 @@ unsafe impl GlobalAlloc for SecureAlloc {
         };
         self.reallocate_raw(ptr as usize, layout, new_layout)
     }
+}
+
+/// `(usable size, locked)` of the live allocation starting at `addr`, in any
+/// heap; `None` if there is none. Never aborts, whatever `addr` is.
+fn live_block(addr: usize) -> Option<(usize, bool)> {
+    for heap in &HEAPS {
+        if heap.owns(addr) {
+            let (start, size, live, locked) = heap.slot_of(addr)?;
+            return (start == addr && live).then_some((size, locked));
+        }
+        if let Some(block) = heap.large.find(addr) {
+            return Some((block.data_len, block.locked));
+        }
+    }
+    None
 }
 
 fn dangling(layout: Layout) -> NonNull<[u8]> {
