@@ -133,37 +133,16 @@ impl SecureAlloc {
         let Some(old_size) = Self::usable_size(ptr) else {
             sys::fatal("realloc of a pointer secalloc did not allocate (or already freed)");
         };
-        let addr = ptr as usize;
-        // In place when the new size still maps to this slot's class, or fits
-        // the large block without wasting half of it.
-        for heap in &HEAPS {
-            if heap.owns(addr) {
-                if SIZE_CLASSES.get(class_for(new_size, 16).unwrap_or(usize::MAX))
-                    == Some(&old_size)
-                {
-                    if new_size < old_size {
-                        // SAFETY: the caller owns the slot; the tail is inside it.
-                        unsafe { wipe(addr + new_size, old_size - new_size) };
-                    }
-                    return ptr;
-                }
-            } else if heap.large.find(addr).is_some()
-                && class_for(new_size, 16).is_none()
-                && heap.large.resize_in_place(addr, old_size, new_size)
-            {
-                return ptr;
-            }
+        // C knows neither the old size nor the alignment: treat the block as
+        // its whole usable size at malloc alignment, which maps to the same
+        // class (or large block), and let the Rust path decide in place or move.
+        match (
+            Layout::from_size_align(old_size, 16),
+            Layout::from_size_align(new_size, 16),
+        ) {
+            (Ok(old), Ok(new)) => self.reallocate_raw(ptr as usize, old, new),
+            _ => ptr::null_mut(),
         }
-        let new = self.c_alloc(new_size, 16);
-        if new.is_null() {
-            return new;
-        }
-        // SAFETY: both blocks are live and distinct; the copy stays inside both.
-        unsafe {
-            ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size));
-            self.c_free(ptr);
-        }
-        new
     }
 
     fn heap(&self) -> &'static Heap {
@@ -212,7 +191,7 @@ impl SecureAlloc {
                     sys::fatal("double free detected");
                 }
                 // SAFETY: the slot was live and its owner just gave it up;
-                // its live bit is now clear, so no one else can reach it.
+                // its live mark is now clear, so no one else can reach it.
                 unsafe { wipe(addr, SIZE_CLASSES[class]) };
                 if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
                     heap.give_slots(class, &[addr]);
@@ -222,9 +201,7 @@ impl SecureAlloc {
         }
         let own = self.policy.heap_index();
         for idx in [own, 1 - own] {
-            let heap = &HEAPS[idx];
-            if heap.large.find(addr).is_some() {
-                heap.large.free(heap, addr);
+            if HEAPS[idx].large.try_free(&HEAPS[idx], addr) {
                 return;
             }
         }
@@ -284,7 +261,7 @@ impl SecureAlloc {
 
 // SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes
 // aligned to `layout.align()`, not overlapping any live block (slots are
-// handed out once, guarded by their live bit; large blocks are fresh or
+// handed out once, guarded by their live mark; large blocks are fresh or
 // cached mappings); it never unwinds or allocates through itself.
 unsafe impl GlobalAlloc for SecureAlloc {
     #[inline]

@@ -129,16 +129,11 @@ impl LargeHeap {
         reg.find(data).map(|i| reg.entry(i))
     }
 
-    /// Frees the block at `data`; aborts if there is none.
-    pub(crate) fn free(&self, heap: &Heap, data: usize) {
-        let block = {
-            let mut reg = self.registry.lock();
-            match reg.remove(data) {
-                Some(block) => block,
-                None => sys::fatal(
-                    "free of a pointer secalloc did not allocate, or double free of a large block",
-                ),
-            }
+    /// Frees the block at `data`. Returns `false` (and does nothing) if no
+    /// live block starts there; the caller decides whether that is misuse.
+    pub(crate) fn try_free(&self, heap: &Heap, data: usize) -> bool {
+        let Some(block) = self.registry.lock().remove(data) else {
+            return false;
         };
         // SAFETY: the block was live and is now ours alone: the registry no
         // longer lists it and the caller gave up its pointer.
@@ -155,10 +150,11 @@ impl LargeHeap {
         {
             let mut reg = self.registry.lock();
             if reg.put_cached(block) {
-                return;
+                return true;
             }
         }
         unmap_block(heap, &block);
+        true
     }
 
     /// Shrinks or grows the block at `data` in place when its mapping has

@@ -24,7 +24,7 @@ impl ModelHeap {
         ModelHeap { heap }
     }
 
-    /// Live allocations (sum of live bits).
+    /// Live allocations (count of live marks).
     pub fn live(&self) -> usize {
         let mut per_class = [0; super::CLASS_COUNT];
         self.heap.small_stats(&mut per_class);
@@ -73,7 +73,7 @@ impl ModelCache {
         Some(addr)
     }
 
-    /// Frees `addr` as the real allocator does: clear the live bit (a double
+    /// Frees `addr` as the real allocator does: clear the live mark (a double
     /// free panics in the model), wipe the slot, cache it.
     pub fn free(&mut self, heap: &ModelHeap, addr: usize) {
         let (_, meta, class, slot) = heap.heap.locate(addr);

@@ -2,7 +2,7 @@
 //! so the common allocation and free touch no lock.
 //!
 //! A cached slot is neither live nor available in its slab's bitmaps, so a
-//! double free is still caught (its live bit is already clear), and the slot
+//! double free is still caught (its live mark is already clear), and the slot
 //! cannot be handed out twice. When a thread exits, a pthread key destructor
 //! returns its cached slots to the central lists.
 //!
