@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod budget;
 pub(crate) mod heap;
 pub(crate) mod large;
 pub(crate) mod size_class;
@@ -64,6 +65,7 @@ impl LockPolicy {
 /// Figures are gathered without stopping other threads, so under concurrent
 /// use they are approximate; with the process quiescent they are exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// The heap's lock policy.
     pub policy: LockPolicy,
@@ -84,8 +86,12 @@ pub struct Stats {
     pub live_per_class: [usize; CLASS_COUNT],
     /// Live large allocations (own mapping each).
     pub large_live: usize,
-    /// Wiped large blocks kept mapped and locked for reuse.
+    /// Wiped large blocks kept mapped (and locked, policy permitting) for reuse.
     pub large_cached_bytes: usize,
+    /// Lock budget held by memory nothing uses: empty slabs kept locked
+    /// for reuse plus locked cached large blocks. Capped relative to
+    /// `RLIMIT_MEMLOCK`, and given back before any lock is refused.
+    pub idle_locked_bytes: usize,
     /// How many times the kernel refused to lock memory for this heap.
     pub lock_refusals: usize,
     /// The `errno` of the last refusal, if any (`EPERM`, `ENOMEM`, `EAGAIN`).
@@ -115,6 +121,7 @@ impl Stats {
             live_per_class,
             large_live: large.live,
             large_cached_bytes: large.cached_bytes,
+            idle_locked_bytes: heap.idle_locked_bytes() + large.cached_locked_bytes,
             lock_refusals: heap.lock_refusals.load(Relaxed),
             last_refusal_errno: (errno != 0).then_some(errno as i32),
         }
@@ -122,8 +129,9 @@ impl Stats {
 }
 
 /// One-time process set-up, run by the first heap to start: raise the soft
-/// `RLIMIT_MEMLOCK` to the hard limit, create the thread-exit key, and
-/// register the `fork` handlers. Idempotent and allocation-free.
+/// `RLIMIT_MEMLOCK` to the hard limit, read the budget's facts, create the
+/// thread-exit key, and join the fork protocol. Idempotent and
+/// allocation-free (but for what `pthread_atfork` itself may allocate).
 pub(crate) fn process_setup() {
     #[cfg(not(loom))]
     {
@@ -132,13 +140,15 @@ pub(crate) fn process_setup() {
         match STATE.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 let _ = crate::sys::raise_memlock_to_hard_limit();
+                budget::init();
                 thread_cache::create_exit_key();
-                fork::register_handlers();
+                fork::join_fork_protocol();
                 STATE.store(2, Ordering::Release);
             }
             Err(_) => {
+                let mut backoff = crate::sync::Backoff::new();
                 while STATE.load(Ordering::Acquire) != 2 {
-                    crate::sync::spin_hint();
+                    backoff.snooze();
                 }
             }
         }
@@ -148,13 +158,14 @@ pub(crate) fn process_setup() {
 /// Passes every piece of arena memory in this process (committed slabs of
 /// both heaps, live and cached large blocks) to `f` as `(start, len)`.
 /// Addresses only: for matching against `/proc/self/smaps`.
+///
+/// `f` runs with no lock of the arena held, so it may allocate (with
+/// `SecureAlloc` as the global allocator, it allocates from this arena).
+/// Under concurrent allocation the regions are a best-effort snapshot.
 #[cfg(not(loom))]
 pub fn for_each_region(mut f: impl FnMut(usize, usize)) {
     for heap in &HEAPS {
-        let (base, len) = heap.committed_range();
-        if len != 0 {
-            f(base, len);
-        }
+        heap.for_each_committed_run(&mut f);
         heap.large
             .for_each_block(|block, _live| f(block.data, block.data_len));
     }

@@ -23,6 +23,8 @@
 
 pub mod arena;
 pub mod error;
+#[doc(hidden)]
+pub mod fatal;
 pub mod pin;
 #[cfg(not(loom))]
 pub mod secret;

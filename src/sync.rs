@@ -1,18 +1,22 @@
-//! The loom ↔ core shim: atomics, `UnsafeCell`, the spin lock and the spin
-//! hint, so that the arena's concurrent core compiles unchanged under
-//! `cfg(loom)` and is model-checked there.
+//! Synchronisation: the loom ↔ core shim (atomics, `UnsafeCell`, the spin
+//! hint), the crate's one lock type with its rank in the lock hierarchy
+//! ([`rank`]), back-off for waiting, and the one fork protocol ([`fork`]).
 //!
-//! In normal builds the lock is `spin::Mutex`: it is `const`-constructible (the
-//! allocator is a `static`), never allocates, and offers `force_unlock`, which
-//! the `fork` handlers need. Under loom it is loom's own mutex, which the model
-//! checker can see.
+//! Everything compiles unchanged under `cfg(loom)`, where the lock is loom's
+//! own mutex so the model checker can see it.
 
 #![allow(unsafe_code)]
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+pub(crate) mod fork;
+pub(crate) mod rank;
+
+pub(crate) use rank::Rank;
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Defines a function that is `const` in normal builds and a plain function
 /// under loom (whose primitives have no `const` constructors).
@@ -49,19 +53,68 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
-/// A spin lock (loom's mutex under the model checker).
+/// Waiting that gets politer the longer it lasts: a few rounds of doubling
+/// spin hints (a lock holder on another core is usually out within
+/// nanoseconds), then `sched_yield`, so a waiter never burns a core that
+/// the holder — perhaps preempted, perhaps in a long `purge` — needs.
+pub(crate) struct Backoff {
+    round: u32, // rounds waited so far
+}
+
+impl Backoff {
+    /// Spin rounds before the first yield (2^6 = 64 hints in the last one).
+    const SPIN_ROUNDS: u32 = 6;
+
+    /// A fresh wait.
+    pub(crate) const fn new() -> Backoff {
+        Backoff { round: 0 }
+    }
+
+    /// Waits a little longer than last time.
+    #[inline]
+    pub(crate) fn snooze(&mut self) {
+        if self.round < Self::SPIN_ROUNDS {
+            for _ in 0..1u32 << self.round {
+                spin_hint();
+            }
+            self.round += 1;
+        } else {
+            crate::sys::sched_yield();
+        }
+    }
+}
+
+/// A spin lock with a place in the crate's lock hierarchy ([`Rank`]); loom's
+/// mutex under the model checker.
+///
+/// In normal builds it is a `spin::Mutex`: `const`-constructible (the
+/// allocator is a `static`), never allocates, and can be force-unlocked,
+/// which the fork protocol needs. Waiting backs off ([`Backoff`]). With
+/// debug assertions (or `--cfg secalloc_lockdep`) every acquisition is
+/// checked against the locks the thread already holds ([`rank`]).
 pub(crate) struct Mutex<T> {
+    rank: Rank,
     #[cfg(not(loom))]
     inner: spin::Mutex<T>,
     #[cfg(loom)]
     inner: loom::sync::Mutex<T>,
 }
 
+/// Proof that a [`Mutex`] is held; releases it (and its rank) when dropped.
+pub(crate) struct MutexGuard<'a, T> {
+    rank: Rank,
+    #[cfg(not(loom))]
+    inner: spin::MutexGuard<'a, T>,
+    #[cfg(loom)]
+    inner: loom::sync::MutexGuard<'a, T>,
+}
+
 impl<T> Mutex<T> {
     const_fn_unless_loom! {
-        /// A new, unlocked mutex.
-        pub(crate) fn new(value: T) -> Self {
+        /// A new, unlocked mutex at `rank` in the lock hierarchy.
+        pub(crate) fn new(rank: Rank, value: T) -> Self {
             Mutex {
+                rank,
                 #[cfg(not(loom))]
                 inner: spin::Mutex::new(value),
                 #[cfg(loom)]
@@ -70,20 +123,49 @@ impl<T> Mutex<T> {
         }
     }
 
-    /// Acquires the lock.
+    /// Acquires the lock, checking the hierarchy first (so a wrong order is
+    /// reported rather than left to deadlock).
     #[inline]
-    pub(crate) fn lock(&self) -> impl core::ops::DerefMut<Target = T> + '_ {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        rank::acquire(self.rank);
         #[cfg(not(loom))]
-        return self.inner.lock();
+        let inner = match self.inner.try_lock() {
+            Some(guard) => guard,
+            None => self.lock_contended(),
+        };
         #[cfg(loom)]
-        return self.inner.lock().unwrap();
+        let inner = self.inner.lock().unwrap();
+        MutexGuard {
+            rank: self.rank,
+            inner,
+        }
+    }
+
+    #[cfg(not(loom))]
+    #[cold]
+    fn lock_contended(&self) -> spin::MutexGuard<'_, T> {
+        let mut backoff = Backoff::new();
+        loop {
+            backoff.snooze();
+            if let Some(guard) = self.inner.try_lock() {
+                return guard;
+            }
+        }
     }
 
     /// Acquires the lock and keeps it held past the end of the call, for the
-    /// `fork` prepare handler. Pair with [`Mutex::force_unlock`].
+    /// `fork` prepare handler (which takes every lock, in rank order, outside
+    /// the per-thread bookkeeping). Pair with [`Mutex::force_unlock`].
     #[cfg(not(loom))]
     pub(crate) fn lock_and_forget(&self) {
-        core::mem::forget(self.inner.lock());
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(guard) = self.inner.try_lock() {
+                core::mem::forget(guard);
+                return;
+            }
+            backoff.snooze();
+        }
     }
 
     /// Releases a lock taken by [`Mutex::lock_and_forget`].
@@ -95,6 +177,31 @@ impl<T> Mutex<T> {
     pub(crate) unsafe fn force_unlock(&self) {
         // SAFETY: the caller guarantees the lock is held with no live guard.
         unsafe { self.inner.force_unlock() }
+    }
+}
+
+impl<T> core::ops::Deref for MutexGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> core::ops::DerefMut for MutexGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T> Drop for MutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // The inner guard is released right after this, as the field drops;
+        // clearing the rank first only makes the check more permissive for
+        // that instant, never stricter.
+        rank::release(self.rank);
     }
 }
 

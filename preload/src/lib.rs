@@ -314,7 +314,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     }
     match SecureAlloc::usable_size(ptr as *const u8) {
         Some(size) => size,
-        None => sys::fatal("malloc_usable_size of a pointer secalloc did not allocate"),
+        None => secalloc::fatal::fatal_invalid_usable_size(),
     }
 }
 

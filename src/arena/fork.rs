@@ -1,37 +1,51 @@
-//! `fork()` support: every arena lock is taken before `fork` and released on
-//! both sides, so a child forked while another thread held a lock can still
-//! allocate; and the child, which inherits no memory locks from the kernel,
-//! locks its heap again.
+//! The arena's part in the fork protocol (`sync::fork`): at each rank, the
+//! locks of that rank in both heaps; in the child, once every lock is free,
+//! the heaps lock their memory again (the kernel gives a child no memory
+//! locks) and correct their books where it refuses.
 
 use super::HEAPS;
+use crate::sync::fork::{join, Participant};
+use crate::sync::Rank;
 
-/// Registers the `pthread_atfork` handlers (once, at arena start-up).
-pub(crate) fn register_handlers() {
-    // A failure leaves fork without the handlers; there is nothing better to
-    // do inside an allocator than carry on, and it is vanishingly rare.
-    let _ = crate::sys::register_atfork(prepare, parent, child);
-}
+fn nothing() {}
 
-unsafe extern "C" fn prepare() {
-    for heap in &HEAPS {
-        heap.lock_all();
-    }
-}
+static CLASSES: Participant = Participant {
+    lock: || HEAPS.iter().for_each(|h| h.lock_classes_for_fork()),
+    unlock: || {
+        for heap in HEAPS.iter().rev() {
+            // SAFETY: the protocol calls `unlock` only after `lock` on the
+            // same thread (or the child's only thread).
+            unsafe { heap.unlock_classes_after_fork() };
+        }
+    },
+    after_child: || HEAPS.iter().for_each(|h| h.relock_after_fork()),
+};
 
-unsafe extern "C" fn parent() {
-    for heap in HEAPS.iter().rev() {
-        // SAFETY: `prepare` took every lock of every heap in this thread.
-        unsafe { heap.unlock_all() };
-    }
-}
+static POOLS: Participant = Participant {
+    lock: || HEAPS.iter().for_each(|h| h.lock_pool_for_fork()),
+    unlock: || {
+        for heap in HEAPS.iter().rev() {
+            // SAFETY: as above.
+            unsafe { heap.unlock_pool_after_fork() };
+        }
+    },
+    after_child: nothing,
+};
 
-unsafe extern "C" fn child() {
-    for heap in HEAPS.iter().rev() {
-        // SAFETY: `prepare` took every lock in the thread that forked, which
-        // is the only thread of the child.
-        unsafe { heap.unlock_all() };
-    }
-    for heap in &HEAPS {
-        heap.relock_after_fork();
-    }
+static LARGE: Participant = Participant {
+    lock: || HEAPS.iter().for_each(|h| h.large.lock_and_forget()),
+    unlock: || {
+        for heap in HEAPS.iter().rev() {
+            // SAFETY: as above.
+            unsafe { heap.large.force_unlock() };
+        }
+    },
+    after_child: nothing,
+};
+
+/// Joins the fork protocol with every arena lock (once, at start-up).
+pub(crate) fn join_fork_protocol() {
+    join(Rank::HeapClass, &CLASSES);
+    join(Rank::HeapPool, &POOLS);
+    join(Rank::LargeRegistry, &LARGE);
 }

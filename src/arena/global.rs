@@ -1,12 +1,13 @@
 //! The process-wide heaps and the `SecureAlloc` handle with its
 //! `GlobalAlloc` and `Allocator` implementations.
 
+use super::budget;
 use super::heap::Heap;
 use super::size_class::{class_for, SIZE_CLASSES};
 use super::thread_cache::with_cache;
 use super::wipe::wipe;
 use super::{LockPolicy, Stats, HEAP_COUNT};
-use crate::sys;
+use crate::fatal::{fatal, FatalKind};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
@@ -131,7 +132,7 @@ impl SecureAlloc {
     #[doc(hidden)]
     pub unsafe fn c_realloc(&self, ptr: *mut u8, new_size: usize) -> *mut u8 {
         let Some(old_size) = Self::usable_size(ptr) else {
-            sys::fatal("realloc of a pointer secalloc did not allocate (or already freed)");
+            fatal(FatalKind::InvalidRealloc);
         };
         // C knows neither the old size nor the alignment: treat the block as
         // its whole usable size at malloc alignment, which maps to the same
@@ -140,7 +141,7 @@ impl SecureAlloc {
             Layout::from_size_align(old_size, 16),
             Layout::from_size_align(new_size, 16),
         ) {
-            (Ok(old), Ok(new)) => self.reallocate_raw(ptr as usize, old, new),
+            (Ok(old), Ok(new)) => self.reallocate_raw(ptr as usize, old, new, Caller::C),
             _ => ptr::null_mut(),
         }
     }
@@ -151,12 +152,43 @@ impl SecureAlloc {
 
     /// Allocates `layout`; null on failure. `layout.size()` may be 0 (served
     /// as one byte).
+    ///
+    /// When the kernel refuses to lock memory, every idle piece of locked
+    /// memory in the process is given back and the request is tried once
+    /// more; a fail-closed refusal that stands is explained on stderr (once).
     #[inline]
     fn allocate_raw(&self, layout: Layout) -> *mut u8 {
         let heap = self.heap();
         if !heap.ensure_ready() {
             return ptr::null_mut();
         }
+        let addr = self.try_allocate(heap, layout);
+        if addr != 0 {
+            return addr as *mut u8;
+        }
+        self.allocate_after_refusal(heap, layout)
+    }
+
+    #[cold]
+    fn allocate_after_refusal(&self, heap: &Heap, layout: Layout) -> *mut u8 {
+        use crate::sync::Ordering::Relaxed;
+        let refusals = heap.lock_refusals.load(Relaxed);
+        if refusals == 0 {
+            return ptr::null_mut(); // not a lock refusal: out of memory
+        }
+        let mut addr = 0;
+        if budget::reclaim_idle() {
+            addr = self.try_allocate(heap, layout);
+        }
+        if addr == 0 && self.policy == LockPolicy::FailClosed {
+            budget::explain_refusal(heap, layout.size());
+        }
+        addr as *mut u8
+    }
+
+    /// One attempt at `layout` from `heap`; 0 on failure.
+    #[inline]
+    fn try_allocate(&self, heap: &Heap, layout: Layout) -> usize {
         match class_for(layout.size(), layout.align()) {
             Some(class) => {
                 let idx = self.policy.heap_index();
@@ -166,29 +198,32 @@ impl SecureAlloc {
                         heap.take_slots(class, 0, &mut one);
                         one[0]
                     });
-                if addr == 0 {
-                    return ptr::null_mut();
+                if addr != 0 {
+                    heap.mark_live(addr, layout.size());
                 }
-                heap.mark_live(addr);
-                addr as *mut u8
+                addr
             }
-            None => heap.large.alloc(heap, layout.size(), layout.align()) as *mut u8,
+            None => heap.large.alloc(heap, layout.size(), layout.align()),
         }
     }
 
-    /// Frees `addr`, whichever heap it came from; aborts on misuse. With a
-    /// `layout` (Rust callers) it must match the allocation's size class;
-    /// without one (C `free`) the arena's metadata supplies it.
+    /// Frees `addr`, whichever heap it came from; aborts on misuse. A Rust
+    /// caller's `layout` must be exactly the one the block was allocated
+    /// (or last resized) with; a C caller's free needs none (the arena's
+    /// own metadata supplies it).
     #[inline]
     fn free_raw(&self, addr: usize, layout: Option<Layout>) {
         for (idx, heap) in HEAPS.iter().enumerate() {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
                 if layout.is_some_and(|l| class_for(l.size(), l.align()) != Some(class)) {
-                    sys::fatal("free with a layout that does not match the allocation (mismatched size or alignment)");
+                    fatal(FatalKind::LayoutMismatch);
                 }
-                if !meta.mark_free(slot) {
-                    sys::fatal("double free detected");
+                let Some(size) = meta.mark_free(slot) else {
+                    fatal(FatalKind::DoubleFree);
+                };
+                if layout.is_some_and(|l| l.size() != size) {
+                    fatal(FatalKind::LayoutMismatch);
                 }
                 // SAFETY: the slot was live and its owner just gave it up;
                 // its live mark is now clear, so no one else can reach it.
@@ -201,31 +236,35 @@ impl SecureAlloc {
         }
         let own = self.policy.heap_index();
         for idx in [own, 1 - own] {
-            if HEAPS[idx].large.try_free(&HEAPS[idx], addr) {
+            if HEAPS[idx].large.try_free(&HEAPS[idx], addr, layout) {
                 return;
             }
         }
-        sys::fatal("free of a pointer secalloc did not allocate (invalid free or double free)");
+        fatal(FatalKind::InvalidFree);
     }
 
     /// Resizes in place when the size class (or large mapping) allows.
-    fn resize_in_place(&self, addr: usize, layout: Layout, new_size: usize) -> bool {
+    fn resize_in_place(&self, addr: usize, layout: Layout, new_size: usize, caller: Caller) -> bool {
         for heap in &HEAPS {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
                 if class_for(layout.size(), layout.align()) != Some(class) {
-                    sys::fatal("realloc with a layout that does not match the allocation");
+                    fatal(FatalKind::LayoutMismatch);
                 }
-                if !meta.is_live(slot) {
-                    sys::fatal("realloc of a freed pointer (use after free)");
+                let Some(size) = meta.live_size(slot) else {
+                    fatal(FatalKind::UseAfterFree);
+                };
+                if caller == Caller::Rust && size != layout.size() {
+                    fatal(FatalKind::LayoutMismatch);
                 }
                 if class_for(new_size, layout.align()) != Some(class) {
                     return false;
                 }
-                if new_size < layout.size() {
+                if new_size < size {
                     // SAFETY: the caller owns the slot; the tail lies inside it.
-                    unsafe { wipe(addr + new_size, layout.size() - new_size) };
+                    unsafe { wipe(addr + new_size, size - new_size) };
                 }
+                heap.set_live_size(addr, new_size);
                 return true;
             }
         }
@@ -233,17 +272,20 @@ impl SecureAlloc {
             // A large block shrinking into the small range moves to a slab.
             return false;
         }
+        let checked = (caller == Caller::Rust).then_some(layout);
         for heap in &HEAPS {
-            if heap.large.find(addr).is_some() {
-                return heap.large.resize_in_place(addr, layout.size(), new_size);
+            if let Some(resized) = heap.large.resize_in_place(addr, checked, new_size) {
+                return resized;
             }
         }
-        sys::fatal("realloc of a pointer secalloc did not allocate");
+        fatal(FatalKind::InvalidRealloc);
     }
 
     /// Moves or resizes `addr` to `new_layout`; null (old block intact) on failure.
-    fn reallocate_raw(&self, addr: usize, old: Layout, new_layout: Layout) -> *mut u8 {
-        if new_layout.align() == old.align() && self.resize_in_place(addr, old, new_layout.size()) {
+    fn reallocate_raw(&self, addr: usize, old: Layout, new_layout: Layout, caller: Caller) -> *mut u8 {
+        if new_layout.align() == old.align()
+            && self.resize_in_place(addr, old, new_layout.size(), caller)
+        {
             return addr as *mut u8;
         }
         let new = self.allocate_raw(new_layout);
@@ -254,9 +296,17 @@ impl SecureAlloc {
         unsafe {
             ptr::copy_nonoverlapping(addr as *const u8, new, old.size().min(new_layout.size()))
         };
-        self.free_raw(addr, Some(old));
+        self.free_raw(addr, (caller == Caller::Rust).then_some(old));
         new
     }
+}
+
+/// Who is resizing: Rust callers pass the exact layout (checked); C callers
+/// know neither size nor alignment (the arena's metadata supplies them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Rust,
+    C,
 }
 
 // SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes
@@ -285,7 +335,7 @@ unsafe impl GlobalAlloc for SecureAlloc {
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return ptr::null_mut();
         };
-        self.reallocate_raw(ptr as usize, layout, new_layout)
+        self.reallocate_raw(ptr as usize, layout, new_layout, Caller::Rust)
     }
 }
 
@@ -354,7 +404,7 @@ unsafe impl Allocator for SecureAlloc {
             return self.allocate(new);
         }
         block(
-            self.reallocate_raw(ptr.as_ptr() as usize, old, new),
+            self.reallocate_raw(ptr.as_ptr() as usize, old, new, Caller::Rust),
             new.size(),
         )
     }
@@ -394,7 +444,7 @@ unsafe impl Allocator for SecureAlloc {
             return Ok(dangling(new));
         }
         block(
-            self.reallocate_raw(ptr.as_ptr() as usize, old, new),
+            self.reallocate_raw(ptr.as_ptr() as usize, old, new, Caller::Rust),
             new.size(),
         )
     }

@@ -9,9 +9,13 @@
 //! - *committed*: made readable/writable, locked and dump-excluded; the
 //!   committed slabs are a prefix of the region.
 //!
-//! Lock order: a class lock, then the pool lock. No path holds two class
-//! locks, and no lock is held across anything that allocates (only system
-//! calls that never allocate run under the pool lock).
+//! - *decommitted*: a slab once committed, now empty and given back: its
+//!   pages are dropped (`MADV_DONTNEED`), unlocked and `PROT_NONE`, so it
+//!   holds none of the lock budget; it is committed again before reuse.
+//!
+//! Lock order (ranks in `sync::rank`): a class lock, then the pool lock. No
+//! path holds two class locks, and no lock is held across anything that
+//! allocates (only system calls that never allocate run under the pool lock).
 
 #![allow(unsafe_code)]
 
@@ -19,9 +23,11 @@ use super::large::LargeHeap;
 use super::size_class::{
     slot_index, slots_per_slab, CLASS_COUNT, SIZE_CLASSES, SLAB_SHIFT, SLAB_SIZE,
 };
+use super::budget;
 use super::slab::{SlabMeta, NO_SLAB};
 use super::LockPolicy;
-use crate::sync::{spin_hint, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::fatal::{fatal, FatalKind};
+use crate::sync::{spin_hint, AtomicU8, AtomicUsize, Mutex, Ordering, Rank};
 use crate::sys;
 
 const UNINIT: u8 = 0;
@@ -53,10 +59,16 @@ struct ClassList {
 }
 
 /// The pool: empty slabs no class owns, and the commit frontier.
+///
+/// Invariant: every slab below `frontier` is assigned to a class, on the
+/// `free_head` stack (committed, empty), or on the `decommitted_head` stack;
+/// `idle_count` is the length of the `free_head` stack.
 struct SlabPool {
-    free_head: u32,   // stack of empty committed slabs (index + 1)
-    frontier: usize,  // slabs ever assigned; those past it are fresh
-    committed: usize, // slabs made accessible (and locked, policy permitting)
+    free_head: u32,        // stack of empty committed slabs (index + 1)
+    idle_count: usize,     // slabs on that stack
+    decommitted_head: u32, // stack of empty decommitted slabs (index + 1)
+    frontier: usize,       // slabs ever assigned; those past it are fresh
+    committed: usize,      // slabs made accessible (and locked, policy permitting)
 }
 
 #[repr(align(64))]
@@ -78,6 +90,8 @@ pub(crate) struct Heap {
     pub(crate) unlocked_bytes: AtomicUsize, // committed or mapped but not locked
     pub(crate) lock_refusals: AtomicUsize, // mlock calls the kernel refused
     pub(crate) last_refusal_errno: AtomicUsize,
+    idle_locked_slabs: AtomicUsize, // empty committed slabs that are locked
+    decommitted_slabs: AtomicUsize, // slabs below the frontier given back
 }
 
 // SAFETY: all shared state is atomics or behind `Mutex`; the raw addresses
@@ -98,14 +112,16 @@ impl Heap {
                 meta_base: AtomicUsize::new(0),
                 committed_slabs: AtomicUsize::new(0),
                 classes: crate::sync::array_of![
-                    CachePadded(Mutex::new(ClassList {
+                    CachePadded(Mutex::new(Rank::HeapClass, ClassList {
                         head: NO_SLAB,
                         partial_count: 0,
                     }));
                     CLASS_COUNT * SHARD_COUNT
                 ],
-                pool: Mutex::new(SlabPool {
+                pool: Mutex::new(Rank::HeapPool, SlabPool {
                     free_head: NO_SLAB,
+                    idle_count: 0,
+                    decommitted_head: NO_SLAB,
                     frontier: 0,
                     committed: 0,
                 }),
@@ -114,6 +130,8 @@ impl Heap {
                 unlocked_bytes: AtomicUsize::new(0),
                 lock_refusals: AtomicUsize::new(0),
                 last_refusal_errno: AtomicUsize::new(0),
+                idle_locked_slabs: AtomicUsize::new(0),
+                decommitted_slabs: AtomicUsize::new(0),
             }
         }
     }
@@ -220,29 +238,28 @@ impl Heap {
         let offset = addr - self.base.load(Ordering::Relaxed);
         let slab = offset >> SLAB_SHIFT;
         if slab >= self.committed_slabs.load(Ordering::Acquire) {
-            sys::fatal("free of a pointer into secalloc's uncommitted region (invalid free)");
+            fatal(FatalKind::InvalidFree);
         }
         let meta = self.meta(slab);
         let Some(class) = meta.class() else {
-            sys::fatal("free of a pointer into an unused secalloc slab (invalid or double free)");
+            fatal(FatalKind::InvalidFree);
         };
         let in_slab = offset & (SLAB_SIZE - 1);
         let size = SIZE_CLASSES[class];
         let slot = slot_index(in_slab, class);
         if in_slab != slot * size || slot >= slots_per_slab(class) {
-            sys::fatal(
-                "free of a pointer that is not the start of a secalloc allocation (invalid free)",
-            );
+            fatal(FatalKind::InvalidFree);
         }
         (slab, meta, class, slot)
     }
 
-    /// Marks the slot at `addr` (just taken from a cache or the central list) live.
+    /// Marks the slot at `addr` (just taken from a cache or the central list)
+    /// live, holding a request of `size` bytes.
     #[inline]
-    pub(crate) fn mark_live(&self, addr: usize) {
+    pub(crate) fn mark_live(&self, addr: usize, size: usize) {
         let (_, meta, _, slot) = self.locate(addr);
-        if !meta.mark_live(slot) {
-            sys::fatal("heap corruption: a free slot was already live");
+        if !meta.mark_live(slot, size) {
+            fatal(FatalKind::Corruption);
         }
     }
 
@@ -322,7 +339,7 @@ impl Heap {
                 })
             };
             if !ok {
-                sys::fatal("heap corruption: a slot was returned to its slab twice");
+                fatal(FatalKind::Corruption);
             }
             if count == 1 {
                 // SAFETY: as above; the slab was full, hence not in the list.
@@ -387,13 +404,26 @@ impl Heap {
     // ------------------------------------------------------------------
 
     /// Gets an empty slab for `class` in `shard` (called with that list's
-    /// lock held).
+    /// lock held): an idle committed one, else a decommitted one committed
+    /// again, else a fresh one past the frontier.
     fn acquire_slab(&self, class: usize, shard: usize) -> Option<usize> {
         let mut pool = self.pool.lock();
         let slab = if pool.free_head != NO_SLAB {
             let slab = pool.free_head as usize - 1;
             // SAFETY: the slab is in the pool; we hold the pool lock.
             pool.free_head = unsafe { self.meta(slab).lists(|l| l.next) };
+            pool.idle_count -= 1;
+            if self.meta(slab).is_locked() {
+                sub_saturating(&self.idle_locked_slabs, 1);
+            }
+            slab
+        } else if pool.decommitted_head != NO_SLAB {
+            let slab = pool.decommitted_head as usize - 1;
+            if !self.recommit(slab) {
+                return None;
+            }
+            // SAFETY: as above.
+            pool.decommitted_head = unsafe { self.meta(slab).lists(|l| l.next) };
             slab
         } else {
             if pool.frontier == pool.committed && !self.commit_more(&mut pool) {
@@ -409,18 +439,112 @@ impl Heap {
     }
 
     /// Returns an empty slab to the pool (called with its class lock held).
+    /// Beyond the idle cap it is decommitted at once, so empty slabs never
+    /// hold lock budget that a live request could need.
     fn release_slab(&self, slab: usize) {
         let mut pool = self.pool.lock();
         let meta = self.meta(slab);
         // SAFETY: both locks are held and every slot is available.
+        unsafe { meta.unassign() };
+        if pool.idle_count >= budget::idle_slab_cap() && self.decommit(slab) {
+            // SAFETY: we hold the pool lock, which guards unassigned slabs.
+            unsafe { self.push_decommitted(&mut pool, slab) };
+            return;
+        }
+        // SAFETY: as above.
         unsafe {
-            meta.unassign();
             meta.lists(|l| {
                 l.prev = NO_SLAB;
                 l.next = pool.free_head;
-            });
-        }
+            })
+        };
         pool.free_head = slab as u32 + 1;
+        pool.idle_count += 1;
+        if meta.is_locked() {
+            self.idle_locked_slabs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// # Safety
+    /// The pool lock is held (`pool` is its contents) and `slab` is
+    /// decommitted and on no list.
+    unsafe fn push_decommitted(&self, pool: &mut SlabPool, slab: usize) {
+        let head = pool.decommitted_head;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.meta(slab).lists(|l| {
+                l.prev = NO_SLAB;
+                l.next = head;
+            })
+        };
+        pool.decommitted_head = slab as u32 + 1;
+    }
+
+    /// Gives every idle committed slab's budget back (after a refusal).
+    /// Returns whether there was any.
+    pub(crate) fn reclaim_idle_slabs(&self) -> bool {
+        if self.base.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut pool = self.pool.lock();
+        let mut any = false;
+        while pool.free_head != NO_SLAB {
+            let slab = pool.free_head as usize - 1;
+            let locked = self.meta(slab).is_locked();
+            if !self.decommit(slab) {
+                break;
+            }
+            // SAFETY: the slab is in the pool; we hold the pool lock.
+            pool.free_head = unsafe { self.meta(slab).lists(|l| l.next) };
+            pool.idle_count -= 1;
+            if locked {
+                sub_saturating(&self.idle_locked_slabs, 1);
+            }
+            // SAFETY: as above; it is now off the idle stack.
+            unsafe { self.push_decommitted(&mut pool, slab) };
+            any = true;
+        }
+        any
+    }
+
+    /// Drops an empty slab's pages and budget (pool lock held). Its memory
+    /// is already zero (every slot was wiped on free), so dropping the pages
+    /// keeps the zero invariant. Returns `false` if the kernel refused the
+    /// protection change (the slab then stays committed).
+    fn decommit(&self, slab: usize) -> bool {
+        let addr = self.slab_addr(slab);
+        let meta = self.meta(slab);
+        // SAFETY: the slab is empty and unassigned: no slot is live or
+        // cached, so nothing refers to its memory.
+        if unsafe { sys::mprotect(addr, SLAB_SIZE, sys::Protection::None) }.is_err() {
+            return false;
+        }
+        budget::release(self, addr, SLAB_SIZE, meta.is_locked(), true);
+        // SAFETY: as above; after munlock the kernel accepts DONTNEED.
+        let _ = unsafe { sys::madvise_dontneed(addr, SLAB_SIZE) };
+        meta.set_locked(false);
+        meta.set_decommitted(true);
+        self.decommitted_slabs.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Commits a decommitted slab again (pool lock held).
+    fn recommit(&self, slab: usize) -> bool {
+        let addr = self.slab_addr(slab);
+        // SAFETY: the slab is decommitted and unassigned: nobody uses it.
+        if unsafe { sys::mprotect(addr, SLAB_SIZE, sys::Protection::ReadWrite) }.is_err() {
+            return false;
+        }
+        let Some(locked) = budget::lock(self, addr, SLAB_SIZE) else {
+            // SAFETY: as above.
+            let _ = unsafe { sys::mprotect(addr, SLAB_SIZE, sys::Protection::None) };
+            return false;
+        };
+        let meta = self.meta(slab);
+        meta.set_locked(locked);
+        meta.set_decommitted(false);
+        self.decommitted_slabs.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
     /// Commits the next step of the region. Called with the pool lock held;
@@ -438,34 +562,31 @@ impl Heap {
         if unsafe { sys::mprotect(start, step * SLAB_SIZE, sys::Protection::ReadWrite) }.is_err() {
             return false;
         }
-        let mut locked = sys::mlock_on_fault(start, step * SLAB_SIZE);
-        if locked.is_err() && step > 1 {
-            // The budget may still hold a single slab: commit just that.
-            // SAFETY: as above; the tail was made accessible a moment ago and is unused.
-            let _ = unsafe {
-                sys::mprotect(
-                    start + SLAB_SIZE,
-                    (step - 1) * SLAB_SIZE,
-                    sys::Protection::None,
-                )
-            };
-            step = 1;
-            locked = sys::mlock_on_fault(start, SLAB_SIZE);
-        }
-        let bytes = step * SLAB_SIZE;
-        if let Err(err) = locked {
-            self.note_refusal(err);
-            if self.policy == LockPolicy::FailClosed {
-                // SAFETY: as above.
-                let _ = unsafe { sys::mprotect(start, bytes, sys::Protection::None) };
-                return false;
-            }
-            self.unlocked_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let locked = if step > 1 && budget::lock_quietly(self, start, step * SLAB_SIZE) {
+            Some(true)
         } else {
-            self.locked_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+            if step > 1 {
+                // The budget may still hold a single slab: commit just that.
+                // SAFETY: as above; the tail was made accessible a moment
+                // ago and is unused.
+                let _ = unsafe {
+                    sys::mprotect(
+                        start + SLAB_SIZE,
+                        (step - 1) * SLAB_SIZE,
+                        sys::Protection::None,
+                    )
+                };
+                step = 1;
+            }
+            budget::lock(self, start, SLAB_SIZE)
+        };
+        let Some(locked) = locked else {
+            // SAFETY: as above.
+            let _ = unsafe { sys::mprotect(start, SLAB_SIZE, sys::Protection::None) };
+            return false;
+        };
         for slab in pool.committed..pool.committed + step {
-            self.meta(slab).set_locked(locked.is_ok());
+            self.meta(slab).set_locked(locked);
         }
         pool.committed += step;
         self.committed_slabs
@@ -476,11 +597,7 @@ impl Heap {
     /// Moves `bytes` from the locked to the unlocked counter (memory whose
     /// lock was lost, in a fork child).
     pub(crate) fn move_to_unlocked(&self, bytes: usize) {
-        let _ = self
-            .locked_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(bytes))
-            });
+        sub_saturating(&self.locked_bytes, bytes);
         self.unlocked_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
@@ -495,37 +612,64 @@ impl Heap {
     // Statistics, inspection, fork
     // ------------------------------------------------------------------
 
-    /// Adds live slots per class and committed bytes to `stats`.
-    pub(crate) fn small_stats(&self, live_per_class: &mut [usize; CLASS_COUNT]) -> usize {
-        if self.state.load(Ordering::Acquire) != READY {
+    /// Slabs below the frontier, once the region exists (0 before). Works
+    /// in every state after start-up, including a poisoned fork child, so
+    /// lookups of memory already handed out never fail.
+    fn committed_count(&self) -> usize {
+        if self.base.load(Ordering::Acquire) == 0 {
             return 0;
         }
-        let committed = self.committed_slabs.load(Ordering::Acquire);
+        self.committed_slabs.load(Ordering::Acquire)
+    }
+
+    /// Adds live slots per class to `live_per_class`; returns the bytes of
+    /// slab memory committed now (decommitted slabs excluded).
+    pub(crate) fn small_stats(&self, live_per_class: &mut [usize; CLASS_COUNT]) -> usize {
+        let committed = self.committed_count();
         for slab in 0..committed {
             let meta = self.meta(slab);
             if let Some(class) = meta.class() {
                 live_per_class[class] += meta.live_count();
             }
         }
-        committed * SLAB_SIZE
+        committed.saturating_sub(self.decommitted_slabs.load(Ordering::Relaxed)) * SLAB_SIZE
     }
 
-    /// The committed slab memory as `(start, len)` (for inspection and fork).
-    pub(crate) fn committed_range(&self) -> (usize, usize) {
-        if self.state.load(Ordering::Acquire) != READY {
-            return (0, 0);
+    /// Bytes of empty slabs kept committed and locked for reuse.
+    pub(crate) fn idle_locked_bytes(&self) -> usize {
+        self.idle_locked_slabs.load(Ordering::Relaxed) * SLAB_SIZE
+    }
+
+    /// Passes each run of committed (accessible) slabs as `(start, len)`,
+    /// skipping decommitted ones. No lock is held while `f` runs.
+    pub(crate) fn for_each_committed_run(&self, mut f: impl FnMut(usize, usize)) {
+        self.for_each_run(|meta| !meta.is_decommitted(), &mut f);
+    }
+
+    /// Passes each maximal run of slabs below the frontier whose metadata
+    /// satisfies `keep`.
+    fn for_each_run(&self, keep: impl Fn(&SlabMeta) -> bool, f: &mut impl FnMut(usize, usize)) {
+        let committed = self.committed_count();
+        let mut run_start = None;
+        for slab in 0..=committed {
+            let kept = slab < committed && keep(self.meta(slab));
+            match (kept, run_start) {
+                (true, None) => run_start = Some(slab),
+                (false, Some(first)) => {
+                    f(self.slab_addr(first), (slab - first) * SLAB_SIZE);
+                    run_start = None;
+                }
+                _ => {}
+            }
         }
-        (
-            self.base.load(Ordering::Relaxed),
-            self.committed_slabs.load(Ordering::Acquire) * SLAB_SIZE,
-        )
     }
 
     /// Describes the slot containing `addr`: `(slot start, slot size, live,
     /// locked)`. Never aborts (for queries about arbitrary addresses).
     pub(crate) fn slot_of(&self, addr: usize) -> Option<(usize, usize, bool, bool)> {
-        let (base, len) = self.committed_range();
-        if addr < base || addr >= base + len {
+        let base = self.base.load(Ordering::Acquire);
+        let len = self.committed_count() * SLAB_SIZE;
+        if base == 0 || addr < base || addr >= base + len {
             return None;
         }
         let slab = (addr - base) >> SLAB_SHIFT;
@@ -544,65 +688,83 @@ impl Heap {
         ))
     }
 
-    /// Takes every lock of this heap and keeps them (fork prepare).
+    /// Records a new requested size for the live slot at `addr` (an
+    /// in-place resize by its owner).
+    pub(crate) fn set_live_size(&self, addr: usize, size: usize) {
+        let (_, meta, _, slot) = self.locate(addr);
+        meta.set_live_size(slot, size);
+    }
+
+    // Fork: the protocol in `sync::fork` calls these, one rank at a time
+    // across both heaps.
+
+    /// Takes every class lock (fork prepare, rank `HeapClass`).
     #[cfg(not(loom))]
-    pub(crate) fn lock_all(&self) {
+    pub(crate) fn lock_classes_for_fork(&self) {
         // A heap half-way through start-up would stay that way forever in
         // the child: let it finish. (glibc releases its fork-handler lock
         // while a handler runs, so the starting thread can complete its own
         // `pthread_atfork` registration.)
+        let mut backoff = crate::sync::Backoff::new();
         while self.state.load(Ordering::Acquire) == INITIALIZING {
-            spin_hint();
+            backoff.snooze();
         }
         for class in &self.classes {
             class.0.lock_and_forget();
         }
-        self.pool.lock_and_forget();
-        self.large.lock_and_forget();
     }
 
-    /// Releases every lock taken by [`Heap::lock_all`].
-    ///
     /// # Safety
-    /// [`Heap::lock_all`] was called and its locks are still held.
+    /// [`Heap::lock_classes_for_fork`] ran and its locks are still held.
     #[cfg(not(loom))]
-    pub(crate) unsafe fn unlock_all(&self) {
-        // SAFETY: forwarded from the caller: each lock is held with no guard.
-        unsafe {
-            self.large.force_unlock();
-            self.pool.force_unlock();
-            for class in self.classes.iter().rev() {
-                class.0.force_unlock();
-            }
+    pub(crate) unsafe fn unlock_classes_after_fork(&self) {
+        for class in self.classes.iter().rev() {
+            // SAFETY: forwarded from the caller: held, with no guard.
+            unsafe { class.0.force_unlock() };
         }
+    }
+
+    /// Takes the pool lock (fork prepare, rank `HeapPool`).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_pool_for_fork(&self) {
+        self.pool.lock_and_forget();
+    }
+
+    /// # Safety
+    /// [`Heap::lock_pool_for_fork`] ran and the lock is still held.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn unlock_pool_after_fork(&self) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.pool.force_unlock() };
     }
 
     /// In a fork child: the kernel dropped every memory lock, so lock the
     /// committed slabs and large blocks again and correct the books if it
-    /// refuses.
+    /// refuses. Memory already handed out stays usable either way: lookups,
+    /// frees and in-place resizes keep working; only a fail-closed heap
+    /// that lost a lock stops handing out new memory.
     #[cfg(not(loom))]
     pub(crate) fn relock_after_fork(&self) {
-        let (base, len) = self.committed_range();
-        let mut refused = false;
-        if len != 0 && self.locked_bytes.load(Ordering::Relaxed) != 0 {
-            if let Err(err) = sys::mlock_on_fault(base, len) {
-                self.note_refusal(err);
-                refused = true;
-                for slab in 0..len / SLAB_SIZE {
-                    let meta = self.meta(slab);
-                    if meta.is_locked() {
-                        meta.set_locked(false);
-                        self.move_to_unlocked(SLAB_SIZE);
-                    }
-                }
-            }
-        }
         let before = self.lock_refusals.load(Ordering::Relaxed);
+        let base = self.base.load(Ordering::Acquire);
+        // Runs are reported after their last slab, so clearing the flags of
+        // a refused run does not disturb the walk.
+        self.for_each_run(
+            |meta| meta.is_locked(),
+            &mut |start, len| {
+                if let Err(err) = sys::mlock_on_fault(start, len) {
+                    self.note_refusal(err);
+                    let first = (start - base) >> SLAB_SHIFT;
+                    for slab in first..first + len / SLAB_SIZE {
+                        self.meta(slab).set_locked(false);
+                    }
+                    self.move_to_unlocked(len);
+                }
+            },
+        );
         self.large.relock_after_fork(self);
-        refused |= self.lock_refusals.load(Ordering::Relaxed) != before;
+        let refused = self.lock_refusals.load(Ordering::Relaxed) != before;
         if refused && self.policy == LockPolicy::FailClosed {
-            // Memory already handed out stays where it is, but a fail-closed
-            // heap never hands out memory it could not lock.
             self.state.store(POISONED, Ordering::Release);
         }
     }
@@ -650,6 +812,14 @@ fn free_meta_table(addr: usize, slabs: usize, _len: usize) {
     let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut SlabMeta, slabs);
     // SAFETY: the table came from `Box::into_raw` of a slice of this length.
     drop(unsafe { Box::from_raw(slice) });
+}
+
+/// Subtracts `n` from a statistics counter, stopping at zero (a fork child
+/// may have re-booked memory between the counters).
+pub(crate) fn sub_saturating(counter: &AtomicUsize, n: usize) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
 
 /// Rounds `value` up to a multiple of `align` (a power of two).

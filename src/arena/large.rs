@@ -10,18 +10,21 @@
 
 #![allow(unsafe_code)]
 
+use super::budget;
 use super::heap::{round_up, Heap};
 use super::wipe::{wipe, wipe_resident};
 use super::LockPolicy;
-use crate::sync::Mutex;
+use crate::fatal::{fatal, FatalKind};
+use crate::sync::{Mutex, Rank};
 use crate::sys;
+use core::alloc::Layout;
 
 /// Blocks kept for reuse after free.
 const CACHE_SLOTS: usize = 8;
 /// Largest block kept for reuse.
 const CACHE_BLOCK_MAX: usize = 8 << 20;
-/// Total bytes kept for reuse.
-const CACHE_BYTES_MAX: usize = 32 << 20;
+/// Blocks copied out of the registry per visit batch (see `for_each_block`).
+const VISIT_BATCH: usize = 64;
 /// Initial registry capacity (entries; a power of two).
 const REGISTRY_INITIAL: usize = 256;
 
@@ -35,12 +38,16 @@ pub(crate) struct LargeBlock {
     pub(crate) data_len: usize, // usable bytes (a page multiple)
     map_base: usize,            // start of the mapping (leading guard page)
     map_len: usize,             // whole mapping including both guards
+    size: usize,                // requested size (allocation or last in-place resize)
+    align: usize,               // requested alignment
     pub(crate) locked: bool,    // data pages are mlocked
 }
 
 const VACANT: LargeBlock = LargeBlock {
     data: EMPTY,
     data_len: 0,
+    size: 0,
+    align: 0,
     map_base: 0,
     map_len: 0,
     locked: false,
@@ -56,6 +63,7 @@ const EMPTY_REGISTRY: Registry = Registry {
     cache: [VACANT; CACHE_SLOTS],
     cache_len: 0,
     cache_bytes: 0,
+    cache_locked_bytes: 0,
 };
 
 struct Registry {
@@ -67,6 +75,7 @@ struct Registry {
     cache: [LargeBlock; CACHE_SLOTS],
     cache_len: usize,
     cache_bytes: usize,
+    cache_locked_bytes: usize, // of `cache_bytes`, locked
 }
 
 /// The large-block side of a heap.
@@ -79,30 +88,37 @@ pub(crate) struct LargeStats {
     pub(crate) live: usize,
     pub(crate) live_bytes: usize,
     pub(crate) cached_bytes: usize,
+    pub(crate) cached_locked_bytes: usize,
 }
 
 impl LargeHeap {
     crate::sync::const_fn_unless_loom! {
         pub(crate) fn new() -> LargeHeap {
             LargeHeap {
-                registry: Mutex::new(EMPTY_REGISTRY),
+                registry: Mutex::new(Rank::LargeRegistry, EMPTY_REGISTRY),
             }
         }
     }
 
     /// Allocates a zeroed block of at least `size` bytes aligned to `align`.
-    /// Returns 0 on failure.
+    /// Returns 0 on failure, including for a request that could never be
+    /// backed and locked (see `budget::admissible`).
     pub(crate) fn alloc(&self, heap: &Heap, size: usize, align: usize) -> usize {
         let page = sys::page_size();
         let Some(data_len) = size.max(1).checked_add(page - 1).map(|v| v & !(page - 1)) else {
             return 0;
         };
-        let align = align.max(page);
+        if !budget::admissible(heap, data_len) {
+            return 0;
+        }
+        let map_align = align.max(page);
         {
             let mut reg = self.registry.lock();
-            if let Some(block) =
-                reg.take_cached(data_len, align, heap.policy() == LockPolicy::FailClosed)
+            if let Some(mut block) =
+                reg.take_cached(data_len, map_align, heap.policy() == LockPolicy::FailClosed)
             {
+                block.size = size;
+                block.align = align;
                 if reg.insert(block) {
                     return block.data;
                 }
@@ -110,9 +126,11 @@ impl LargeHeap {
                 return 0;
             }
         }
-        let Some(block) = map_block(heap, data_len, align) else {
+        let Some(mut block) = map_block(heap, data_len, map_align) else {
             return 0;
         };
+        block.size = size;
+        block.align = align;
         let mut reg = self.registry.lock();
         if reg.insert(block) {
             block.data
@@ -131,10 +149,14 @@ impl LargeHeap {
 
     /// Frees the block at `data`. Returns `false` (and does nothing) if no
     /// live block starts there; the caller decides whether that is misuse.
-    pub(crate) fn try_free(&self, heap: &Heap, data: usize) -> bool {
+    /// A Rust caller's `layout` must be the block's (size and alignment).
+    pub(crate) fn try_free(&self, heap: &Heap, data: usize, layout: Option<Layout>) -> bool {
         let Some(block) = self.registry.lock().remove(data) else {
             return false;
         };
+        if layout.is_some_and(|l| l.size() != block.size || l.align() != block.align) {
+            fatal(FatalKind::LayoutMismatch);
+        }
         // SAFETY: the block was live and is now ours alone: the registry no
         // longer lists it and the caller gave up its pointer.
         // Skipping non-resident pages is right only for locked memory: an
@@ -159,19 +181,53 @@ impl LargeHeap {
 
     /// Shrinks or grows the block at `data` in place when its mapping has
     /// room and would not waste more than half of it; wipes a shrunk tail.
-    pub(crate) fn resize_in_place(&self, data: usize, old_size: usize, new_size: usize) -> bool {
-        let Some(block) = self.find(data) else {
-            sys::fatal("realloc of a pointer secalloc did not allocate");
-        };
+    /// `None` if no live block starts at `data` in this heap. A Rust
+    /// caller's `layout` (`checked`) must be the block's.
+    pub(crate) fn resize_in_place(
+        &self,
+        data: usize,
+        checked: Option<Layout>,
+        new_size: usize,
+    ) -> Option<bool> {
         let page = sys::page_size();
-        if new_size > block.data_len || round_up(new_size.max(1), page) < block.data_len / 2 {
-            return false;
+        let mut reg = self.registry.lock();
+        let i = reg.find(data)?;
+        let mut block = reg.entry(i);
+        if checked.is_some_and(|l| l.size() != block.size || l.align() != block.align) {
+            drop(reg);
+            fatal(FatalKind::LayoutMismatch);
         }
+        if new_size > block.data_len || round_up(new_size.max(1), page) < block.data_len / 2 {
+            return Some(false);
+        }
+        let old_size = block.size;
+        block.size = new_size;
+        reg.set_entry(i, block);
+        drop(reg);
         if new_size < old_size {
             // SAFETY: the caller owns the block; the tail is inside it.
             unsafe { wipe(data + new_size, old_size - new_size) };
         }
-        true
+        Some(true)
+    }
+
+    /// Unmaps every cached block, giving its budget back. Returns whether
+    /// there was any. The registry lock is held only to take them out.
+    pub(crate) fn evict_cache(&self, heap: &Heap) -> bool {
+        let mut evicted = [VACANT; CACHE_SLOTS];
+        let n = {
+            let mut reg = self.registry.lock();
+            let n = reg.cache_len;
+            evicted[..n].copy_from_slice(&reg.cache[..n]);
+            reg.cache_len = 0;
+            reg.cache_bytes = 0;
+            reg.cache_locked_bytes = 0;
+            n
+        };
+        for block in &evicted[..n] {
+            unmap_block(heap, block);
+        }
+        n > 0
     }
 
     /// Statistics snapshot.
@@ -181,19 +237,45 @@ impl LargeHeap {
             live: reg.len,
             live_bytes: reg.live_bytes,
             cached_bytes: reg.cache_bytes,
+            cached_locked_bytes: reg.cache_locked_bytes,
         }
     }
 
-    /// Visits every live and cached block (inspection hooks).
+    /// Visits every live and cached block. `f` runs with no lock held (it
+    /// may allocate, even a large block): blocks are copied out of the
+    /// registry a batch at a time. Under concurrent allocation the visit is
+    /// a best-effort snapshot, like every statistic here.
     pub(crate) fn for_each_block(&self, mut f: impl FnMut(&LargeBlock, bool)) {
-        let reg = self.registry.lock();
-        for i in 0..reg.capacity {
-            let block = reg.entry(i);
-            if block.data > TOMBSTONE {
-                f(&block, true);
+        let mut batch = [VACANT; VISIT_BATCH];
+        let mut next = 0; // table index to resume from
+        loop {
+            let (n, done) = {
+                let reg = self.registry.lock();
+                let mut n = 0;
+                while next < reg.capacity && n < VISIT_BATCH {
+                    let block = reg.entry(next);
+                    if block.data > TOMBSTONE {
+                        batch[n] = block;
+                        n += 1;
+                    }
+                    next += 1;
+                }
+                (n, next >= reg.capacity)
+            };
+            for block in &batch[..n] {
+                f(block, true);
+            }
+            if done {
+                break;
             }
         }
-        for block in &reg.cache[..reg.cache_len] {
+        let mut cached = [VACANT; CACHE_SLOTS];
+        let n = {
+            let reg = self.registry.lock();
+            cached[..reg.cache_len].copy_from_slice(&reg.cache[..reg.cache_len]);
+            reg.cache_len
+        };
+        for block in &cached[..n] {
             f(block, false);
         }
     }
@@ -226,15 +308,15 @@ impl LargeHeap {
                 }
             }
         }
+        // Cached blocks are not worth the child's budget: unmap them.
         let cached = reg.cache_len;
-        for block in &mut reg.cache[..cached] {
-            if block.locked {
-                if let Err(err) = sys::mlock_on_fault(block.data, block.data_len) {
-                    heap.note_refusal(err);
-                    block.locked = false;
-                    heap.move_to_unlocked(block.data_len);
-                }
-            }
+        let blocks = reg.cache;
+        reg.cache_len = 0;
+        reg.cache_bytes = 0;
+        reg.cache_locked_bytes = 0;
+        drop(reg);
+        for block in &blocks[..cached] {
+            unmap_block(heap, block);
         }
     }
 }
@@ -262,6 +344,8 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
         data_len,
         map_base,
         map_len,
+        size: data_len,
+        align,
         locked: false,
     };
     // SAFETY: the data range is inside our fresh mapping.
@@ -273,22 +357,13 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
         let _ = unsafe { sys::munmap(map_base, map_len) };
         return None;
     }
-    match sys::mlock_on_fault(data, data_len) {
-        Ok(()) => {
-            block.locked = true;
-            heap.locked_bytes
-                .fetch_add(data_len, crate::sync::Ordering::Relaxed);
-        }
-        Err(err) => {
-            heap.note_refusal(err);
-            if heap.policy() == LockPolicy::FailClosed {
-                // Not counted yet either.
-                // SAFETY: the fresh mapping was never handed out.
-                let _ = unsafe { sys::munmap(map_base, map_len) };
-                return None;
-            }
-            heap.unlocked_bytes
-                .fetch_add(data_len, crate::sync::Ordering::Relaxed);
+    match budget::lock(heap, data, data_len) {
+        Some(locked) => block.locked = locked,
+        None => {
+            // Not counted.
+            // SAFETY: the fresh mapping was never handed out.
+            let _ = unsafe { sys::munmap(map_base, map_len) };
+            return None;
         }
     }
     Some(block)
@@ -298,17 +373,8 @@ fn unmap_block(heap: &Heap, block: &LargeBlock) {
     // SAFETY: the block is wiped (or was never handed out) and nothing
     // references it any more.
     let _ = unsafe { sys::munmap(block.map_base, block.map_len) };
-    let counter = if block.locked {
-        &heap.locked_bytes
-    } else {
-        &heap.unlocked_bytes
-    };
-    // Only blocks counted at map time are subtracted; `locked` says which counter.
-    let _ = counter.fetch_update(
-        crate::sync::Ordering::Relaxed,
-        crate::sync::Ordering::Relaxed,
-        |v| Some(v.saturating_sub(block.data_len)),
-    );
+    // Unmapping returned the charge; `locked` says which counter held it.
+    budget::release(heap, block.data, block.data_len, block.locked, false);
 }
 
 impl Registry {
@@ -441,20 +507,29 @@ impl Registry {
         self.cache_len -= 1;
         self.cache[found] = self.cache[self.cache_len];
         self.cache_bytes -= block.data_len;
+        if block.locked {
+            self.cache_locked_bytes -= block.data_len;
+        }
         Some(block)
     }
 
-    /// Keeps a wiped block for reuse if the cache has room.
+    /// Keeps a wiped block for reuse if the cache has room. The room is a
+    /// share of the lock budget (`budget::large_cache_cap`), so cached
+    /// blocks never crowd out a live request for long: a refusal evicts
+    /// them all anyway.
     fn put_cached(&mut self, block: LargeBlock) -> bool {
         if self.cache_len == CACHE_SLOTS
             || block.data_len > CACHE_BLOCK_MAX
-            || self.cache_bytes + block.data_len > CACHE_BYTES_MAX
+            || self.cache_bytes + block.data_len > budget::large_cache_cap()
         {
             return false;
         }
         self.cache[self.cache_len] = block;
         self.cache_len += 1;
         self.cache_bytes += block.data_len;
+        if block.locked {
+            self.cache_locked_bytes += block.data_len;
+        }
         true
     }
 }

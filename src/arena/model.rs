@@ -69,7 +69,7 @@ impl ModelCache {
         if addr == 0 {
             return None;
         }
-        heap.heap.mark_live(addr);
+        heap.heap.mark_live(addr, SIZE_CLASSES[class]);
         Some(addr)
     }
 
@@ -77,8 +77,8 @@ impl ModelCache {
     /// free panics in the model), wipe the slot, cache it.
     pub fn free(&mut self, heap: &ModelHeap, addr: usize) {
         let (_, meta, class, slot) = heap.heap.locate(addr);
-        if !meta.mark_free(slot) {
-            crate::sys::fatal("double free detected");
+        if meta.mark_free(slot).is_none() {
+            crate::fatal::fatal(crate::fatal::FatalKind::DoubleFree);
         }
         // SAFETY: the slot was live and the caller gave it up.
         #[allow(unsafe_code)]

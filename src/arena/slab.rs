@@ -8,23 +8,33 @@
 #![allow(unsafe_code)]
 
 use super::size_class::{slots_per_slab, BITMAP_WORDS, CLASS_COUNT, MAX_SLOTS_PER_SLAB};
-use crate::sync::{AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{AtomicU16, AtomicU8, Ordering, UnsafeCell};
 
 /// "No slab" in the intrusive lists, which store slab index + 1.
 pub(crate) const NO_SLAB: u32 = 0;
 
 /// `SlabMeta::flags`: the slab's memory is `mlock`ed.
 pub(crate) const FLAG_LOCKED: u8 = 1;
+/// `SlabMeta::flags`: the slab was given back (no pages, no budget,
+/// `PROT_NONE`) and must be committed again before use.
+pub(crate) const FLAG_DECOMMITTED: u8 = 2;
+
+/// A live mark: this bit, plus the requested size in the low 15 bits.
+const LIVE_BIT: u16 = 0x8000;
+const SIZE_MASK: u16 = 0x7FFF;
+static_assertions::const_assert!(super::size_class::SMALL_SIZE_MAX <= SIZE_MASK as usize);
 
 /// Metadata of one slab.
 ///
 /// Invariants:
 /// - `class_tag` is 0 while the slab is in the pool or unused, else class + 1;
 ///   it changes only while the owning class lock and the pool lock are held.
-/// - `live` has a non-zero byte exactly for the slots currently handed to a
-///   caller. A byte per slot (not a bit) lets allocation mark its slot with a
-///   plain store — the slot belongs to the allocating thread alone, and no
-///   neighbour shares the byte — while free uses an atomic swap, so a double
+/// - `live` is non-zero exactly for the slots currently handed to a caller:
+///   `LIVE_BIT | requested size`, so a free with another size than the one
+///   allocated (or last resized to) is caught even within one size class.
+///   A word per slot (not a bit) lets allocation mark its slot with a plain
+///   store — the slot belongs to the allocating thread alone, and no
+///   neighbour shares the word — while free uses an atomic swap, so a double
 ///   free is caught even when the first free went to a thread cache and even
 ///   when two threads race to free the same pointer. (A locked bit-set on
 ///   every allocation measured as the largest cost of the allocation path.)
@@ -34,9 +44,9 @@ pub(crate) const FLAG_LOCKED: u8 = 1;
 ///   held in some thread cache (neither bit).
 pub(crate) struct SlabMeta {
     class_tag: AtomicU8,                  // class index + 1, or 0 when unassigned
-    flags: AtomicU8,                      // FLAG_LOCKED
+    flags: AtomicU8,                      // FLAG_LOCKED | FLAG_DECOMMITTED
     shard: AtomicU8,                      // central-list shard owning the slab while assigned
-    live: [AtomicU8; MAX_SLOTS_PER_SLAB], // byte per slot: non-zero while handed to a caller
+    live: [AtomicU16; MAX_SLOTS_PER_SLAB], // per slot: LIVE_BIT | size while handed out, else 0
     lists: UnsafeCell<SlabLists>,         // guarded by the class or pool lock
 }
 
@@ -61,7 +71,7 @@ impl SlabMeta {
                 class_tag: AtomicU8::new(0),
                 flags: AtomicU8::new(0),
                 shard: AtomicU8::new(0),
-                live: crate::sync::array_of![AtomicU8::new(0); MAX_SLOTS_PER_SLAB],
+                live: crate::sync::array_of![AtomicU16::new(0); MAX_SLOTS_PER_SLAB],
                 lists: UnsafeCell::new(SlabLists {
                     avail: [0; BITMAP_WORDS],
                     avail_count: 0,
@@ -95,32 +105,64 @@ impl SlabMeta {
 
     /// Records whether the slab's memory is locked.
     pub(crate) fn set_locked(&self, locked: bool) {
-        self.flags
-            .store(if locked { FLAG_LOCKED } else { 0 }, Ordering::Relaxed);
+        self.set_flag(FLAG_LOCKED, locked);
     }
 
-    /// Marks `slot` as handed to a caller. Returns `false` if it already was,
-    /// which means the allocator's own state is corrupt.
+    /// Whether the slab was decommitted.
+    pub(crate) fn is_decommitted(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FLAG_DECOMMITTED != 0
+    }
+
+    /// Records whether the slab is decommitted.
+    pub(crate) fn set_decommitted(&self, decommitted: bool) {
+        self.set_flag(FLAG_DECOMMITTED, decommitted);
+    }
+
+    fn set_flag(&self, flag: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks `slot` as handed to a caller for a request of `size` bytes.
+    /// Returns `false` if it already was, which means the allocator's own
+    /// state is corrupt.
     #[inline]
-    pub(crate) fn mark_live(&self, slot: usize) -> bool {
+    pub(crate) fn mark_live(&self, slot: usize, size: usize) -> bool {
         // Relaxed: the slot reached this thread through a lock or its own
         // thread cache, which already ordered it; and only this thread can be
         // handing it out now, so a load and a store suffice.
-        let byte = &self.live[slot];
-        if byte.load(Ordering::Relaxed) != 0 {
+        let word = &self.live[slot];
+        if word.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        byte.store(1, Ordering::Relaxed);
+        word.store(LIVE_BIT | (size as u16 & SIZE_MASK), Ordering::Relaxed);
         true
     }
 
-    /// Clears `slot`'s live mark. Returns `false` if it was not live: a
-    /// double free, or a free of a slot never handed out.
+    /// Clears `slot`'s live mark. Returns the requested size it was live
+    /// with, or `None` if it was not live: a double free, or a free of a
+    /// slot never handed out.
     #[inline]
-    pub(crate) fn mark_free(&self, slot: usize) -> bool {
+    pub(crate) fn mark_free(&self, slot: usize) -> Option<usize> {
         // An atomic swap: of two racing frees of one pointer, exactly one
         // sees it live.
-        self.live[slot].swap(0, Ordering::Relaxed) != 0
+        let previous = self.live[slot].swap(0, Ordering::Relaxed);
+        (previous & LIVE_BIT != 0).then_some((previous & SIZE_MASK) as usize)
+    }
+
+    /// The requested size of live `slot` (`None` if it is free).
+    pub(crate) fn live_size(&self, slot: usize) -> Option<usize> {
+        let word = self.live[slot].load(Ordering::Relaxed);
+        (word & LIVE_BIT != 0).then_some((word & SIZE_MASK) as usize)
+    }
+
+    /// Records a new requested size for live `slot` (its owner resized it
+    /// in place; only the owner touches a live slot's word).
+    pub(crate) fn set_live_size(&self, slot: usize, size: usize) {
+        self.live[slot].store(LIVE_BIT | (size as u16 & SIZE_MASK), Ordering::Relaxed);
     }
 
     /// Number of live slots (racy snapshot, for statistics).

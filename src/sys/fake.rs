@@ -57,6 +57,23 @@ pub unsafe fn munmap(addr: usize, len: usize) -> OsResult<()> {
     }
     Ok(())
 }
+/// Zeroes the range, as the kernel would on the next touch.
+///
+/// # Safety
+/// Nothing may rely on the contents of the range.
+pub unsafe fn madvise_dontneed(addr: usize, len: usize) -> OsResult<()> {
+    // SAFETY: the caller gives up the contents of this fake mapping.
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len) };
+    Ok(())
+}
+/// A yield the model checker sees.
+pub fn sched_yield() {
+    loom::thread::yield_now();
+}
+/// Plenty.
+pub fn physical_memory() -> usize {
+    usize::MAX
+}
 /// No effect.
 ///
 /// # Safety
@@ -170,4 +187,10 @@ pub fn register_atexit(_f: extern "C" fn()) -> OsResult<()> {
         op: "atexit",
         errno: Errno::ENOSYS,
     })
+}
+
+/// Panics with the pieces (loom reports it).
+pub fn fatal_parts(parts: &[&[u8]]) -> ! {
+    let text: Vec<String> = parts.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    panic!("secalloc: fatal: {}", text.concat())
 }

@@ -183,6 +183,19 @@ fn madvise(op: &'static str, addr: usize, len: usize, advice: c_int) -> OsResult
     })
 }
 
+/// Gives the pages of the range back to the kernel (`MADV_DONTNEED`): the
+/// next touch of an anonymous private page sees a fresh zero page. Refused
+/// by the kernel for locked ranges, so unlock first.
+///
+/// # Safety
+/// Nothing may rely on the contents of the range (they become zero).
+pub unsafe fn madvise_dontneed(addr: usize, len: usize) -> OsResult<()> {
+    // SAFETY: the caller gives up the contents; the mapping itself stays.
+    check("madvise(MADV_DONTNEED)", unsafe {
+        libc::madvise(addr as *mut c_void, len, libc::MADV_DONTNEED)
+    })
+}
+
 /// Excludes the range from core dumps (`MADV_DONTDUMP`).
 pub fn madvise_dontdump(addr: usize, len: usize) -> OsResult<()> {
     madvise("madvise(MADV_DONTDUMP)", addr, len, libc::MADV_DONTDUMP)
@@ -363,6 +376,25 @@ pub fn write_stderr(bytes: &[u8]) {
     }
 }
 
+/// Gives up the CPU for a moment (a spin lock's back-off once spinning has
+/// not helped).
+pub fn sched_yield() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+}
+
+/// Bytes of physical memory (`_SC_PHYS_PAGES` × page size); `usize::MAX`
+/// if the system does not say.
+pub fn physical_memory() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    if pages <= 0 {
+        usize::MAX
+    } else {
+        (pages as usize).saturating_mul(page_size())
+    }
+}
+
 /// Reports an unrecoverable misuse on stderr and aborts the process.
 ///
 /// This path never allocates and never unwinds, so it is safe inside the
@@ -442,4 +474,16 @@ pub fn register_atexit(f: extern "C" fn()) -> OsResult<()> {
             errno: Errno::ENOMEM,
         })
     }
+}
+
+/// [`fatal`] with a message in pieces (so callers need not format, which
+/// could allocate): `secalloc: fatal: ` then each piece, then a newline.
+pub fn fatal_parts(parts: &[&[u8]]) -> ! {
+    write_stderr(b"secalloc: fatal: ");
+    for part in parts {
+        write_stderr(part);
+    }
+    write_stderr(b"\n");
+    // SAFETY: abort has no preconditions and does not return.
+    unsafe { libc::abort() }
 }

@@ -98,6 +98,21 @@ pub fn register_atfork(
 ) -> OsResult<()> {
     unsupported("pthread_atfork")
 }
+/// Not supported here.
+///
+/// # Safety
+/// None needed: nothing happens.
+pub unsafe fn madvise_dontneed(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("madvise")
+}
+/// Yields the CPU.
+pub fn sched_yield() {
+    std::thread::yield_now();
+}
+/// Unknown here.
+pub fn physical_memory() -> usize {
+    usize::MAX
+}
 /// Writes to stderr.
 pub fn write_stderr(bytes: &[u8]) {
     // SAFETY: `bytes` is a valid readable buffer.
@@ -144,4 +159,16 @@ pub fn register_atexit(_f: extern "C" fn()) -> OsResult<()> {
         op: "atexit",
         errno: Errno::ENOSYS,
     })
+}
+
+/// [`fatal`] with a message in pieces (so callers need not format, which
+/// could allocate): `secalloc: fatal: ` then each piece, then a newline.
+pub fn fatal_parts(parts: &[&[u8]]) -> ! {
+    write_stderr(b"secalloc: fatal: ");
+    for part in parts {
+        write_stderr(part);
+    }
+    write_stderr(b"\n");
+    // SAFETY: abort has no preconditions and does not return.
+    unsafe { libc::abort() }
 }

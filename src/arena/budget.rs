@@ -1,0 +1,279 @@
+//! The lock budget (`RLIMIT_MEMLOCK`) as a resource with one owner.
+//!
+//! Every range the arena locks or unlocks goes through here, so the heap's
+//! counters always say how much of the budget it holds; refusals are
+//! recorded here; and here is decided how much locked memory may sit idle
+//! (empty slabs, cached large blocks) and what to give back before a request
+//! is refused:
+//!
+//! - idle memory is capped relative to the limit (a 256 KiB container keeps
+//!   no empty slab locked; an 8 MiB user keeps a few);
+//! - when the kernel refuses a lock, [`reclaim_idle`] unlocks every idle
+//!   slab and cached block of both heaps and the request is retried once;
+//! - a request that can never be backed and locked — over the lock limit
+//!   when it applies, over physical memory when it does not — is refused up
+//!   front instead of being "locked on fault" and ending in the OOM killer;
+//! - the first refusal that fails a fail-closed allocation prints one line
+//!   on stderr (without allocating) naming the limit and the fixes.
+//!
+//! Remember (see the module docs of `sys`): `mlock2(MLOCK_ONFAULT)` charges
+//! the whole range at once, and only `munlock`/`munmap` give the charge back.
+
+use super::heap::Heap;
+use super::size_class::SLAB_SIZE;
+use super::LockPolicy;
+use crate::sync::{AtomicU8, AtomicUsize, Ordering};
+use crate::sys;
+
+/// Empty slabs a heap keeps committed and locked at most, so a free/alloc
+/// cycle across a slab boundary does not pay an `munlock`/`mlock` pair.
+const IDLE_SLABS_MAX: usize = 4;
+/// Idle memory (slabs and cached large blocks) is kept only within this
+/// fraction of the lock limit (1/16: 512 KiB of an 8 MiB budget, nothing of
+/// a 256 KiB one beyond a single page-rounded share).
+const IDLE_SHARE_SHIFT: u32 = 4;
+/// Bytes of large blocks kept cached at most (when no limit applies).
+const LARGE_CACHE_BYTES_MAX: usize = 32 << 20;
+/// Share of the lock limit the large-block cache may hold (1/4).
+const LARGE_CACHE_SHARE_SHIFT: u32 = 2;
+
+/// `CAP_IPC_LOCK` in this process: 0 = not read yet, 1 = absent, 2 = present.
+static CAP_IPC_LOCK: AtomicU8 = AtomicU8::new(0);
+/// Whether the refusal explanation was printed.
+static EXPLAINED: AtomicU8 = AtomicU8::new(0);
+/// Physical memory in bytes (0 = not read yet).
+static PHYSICAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Reads the process's facts once (at arena start-up; allocation-free).
+pub(crate) fn init() {
+    let _ = has_cap_ipc_lock();
+    let _ = physical_memory();
+}
+
+fn physical_memory() -> usize {
+    match PHYSICAL.load(Ordering::Relaxed) {
+        0 => {
+            let bytes = sys::physical_memory();
+            PHYSICAL.store(bytes, Ordering::Relaxed);
+            bytes
+        }
+        bytes => bytes,
+    }
+}
+
+/// Whether the kernel ignores `RLIMIT_MEMLOCK` for us (`CAP_IPC_LOCK` in
+/// `CapEff`, bit 14).
+fn has_cap_ipc_lock() -> bool {
+    match CAP_IPC_LOCK.load(Ordering::Relaxed) {
+        0 => {
+            let present = read_cap_ipc_lock();
+            CAP_IPC_LOCK.store(if present { 2 } else { 1 }, Ordering::Relaxed);
+            present
+        }
+        v => v == 2,
+    }
+}
+
+fn read_cap_ipc_lock() -> bool {
+    let mut buf = [0u8; 4096];
+    let Some(n) = sys::read_file(c"/proc/self/status", &mut buf) else {
+        return false;
+    };
+    let text = &buf[..n];
+    let key = b"CapEff:";
+    let Some(at) = text.windows(key.len()).position(|w| w == key) else {
+        return false;
+    };
+    let mut caps: u64 = 0;
+    for &b in text[at + key.len()..].iter().skip_while(|b| b.is_ascii_whitespace()) {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => break,
+        };
+        caps = caps << 4 | digit as u64;
+    }
+    caps & (1 << 14) != 0
+}
+
+/// The lock limit that applies to this process: the soft `RLIMIT_MEMLOCK`,
+/// or `None` with `CAP_IPC_LOCK` or an unlimited limit.
+pub(crate) fn lock_limit() -> Option<usize> {
+    if has_cap_ipc_lock() {
+        return None;
+    }
+    match sys::memlock_limit() {
+        Ok((soft, _)) if soft != usize::MAX => Some(soft),
+        _ => None,
+    }
+}
+
+/// Empty slabs a heap may keep locked while idle.
+pub(crate) fn idle_slab_cap() -> usize {
+    match lock_limit() {
+        Some(limit) => ((limit >> IDLE_SHARE_SHIFT) / SLAB_SIZE).min(IDLE_SLABS_MAX),
+        None => IDLE_SLABS_MAX,
+    }
+}
+
+/// Bytes of wiped large blocks a heap may keep cached.
+pub(crate) fn large_cache_cap() -> usize {
+    match lock_limit() {
+        Some(limit) => (limit >> LARGE_CACHE_SHARE_SHIFT).min(LARGE_CACHE_BYTES_MAX),
+        None => LARGE_CACHE_BYTES_MAX,
+    }
+}
+
+/// Whether a request of `len` bytes could ever be backed (and, for a
+/// fail-closed heap, locked). Counts a refusal when the lock limit is what
+/// rules it out.
+pub(crate) fn admissible(heap: &Heap, len: usize) -> bool {
+    if len > physical_memory() {
+        return false;
+    }
+    if heap.policy() == LockPolicy::FailClosed {
+        if let Some(limit) = lock_limit() {
+            if len > limit {
+                heap.note_refusal(sys::OsError {
+                    op: "mlock2",
+                    errno: sys::Errno::ENOMEM,
+                });
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Locks `[addr, addr + len)` for `heap` and counts it. `Some(true)`:
+/// locked; `Some(false)`: refused, but the best-effort heap runs it unlocked
+/// (counted as such); `None`: refused and the heap is fail-closed (nothing
+/// counted; the caller must not hand the range out).
+pub(crate) fn lock(heap: &Heap, addr: usize, len: usize) -> Option<bool> {
+    match sys::mlock_on_fault(addr, len) {
+        Ok(()) => {
+            heap.locked_bytes.fetch_add(len, Ordering::Relaxed);
+            Some(true)
+        }
+        Err(err) => {
+            heap.note_refusal(err);
+            if heap.policy() == LockPolicy::FailClosed {
+                return None;
+            }
+            heap.unlocked_bytes.fetch_add(len, Ordering::Relaxed);
+            Some(false)
+        }
+    }
+}
+
+/// Locks and counts `[addr, addr + len)` if the kernel allows, recording
+/// nothing on refusal (the caller retries with less).
+pub(crate) fn lock_quietly(heap: &Heap, addr: usize, len: usize) -> bool {
+    let ok = sys::mlock_on_fault(addr, len).is_ok();
+    if ok {
+        heap.locked_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Gives back the budget of a range counted by [`lock`] (`locked` as it
+/// returned) that is about to be unmapped or decommitted. Unmapping alone
+/// returns the charge; `unlock_now` also calls `munlock` for a range that
+/// stays mapped.
+pub(crate) fn release(heap: &Heap, addr: usize, len: usize, locked: bool, unlock_now: bool) {
+    if locked && unlock_now {
+        let _ = sys::munlock(addr, len);
+    }
+    let counter = if locked {
+        &heap.locked_bytes
+    } else {
+        &heap.unlocked_bytes
+    };
+    super::heap::sub_saturating(counter, len);
+}
+
+/// Gives back every piece of idle locked memory in the process: empty
+/// slabs and cached large blocks of both heaps. Called with no lock held,
+/// after a refusal, before the request is retried. Returns whether
+/// anything was given back.
+pub(crate) fn reclaim_idle() -> bool {
+    #[cfg(not(loom))]
+    {
+        let mut any = false;
+        for heap in &super::HEAPS {
+            any |= heap.reclaim_idle_slabs();
+            any |= heap.large.evict_cache(heap);
+        }
+        any
+    }
+    #[cfg(loom)]
+    false
+}
+
+/// Prints, once per process, why a fail-closed allocation of `asked` bytes
+/// was refused and how to fix it. Allocation-free.
+pub(crate) fn explain_refusal(heap: &Heap, asked: usize) {
+    if EXPLAINED.swap(1, Ordering::Relaxed) != 0 {
+        return;
+    }
+    let (soft, hard) = sys::memlock_limit().unwrap_or((usize::MAX, usize::MAX));
+    let mut a = [0u8; 20];
+    let mut b = [0u8; 20];
+    let mut c = [0u8; 20];
+    let mut d = [0u8; 20];
+    let limit_text = |v: usize, buf: &mut [u8; 20]| -> usize {
+        if v == usize::MAX {
+            buf[..9].copy_from_slice(b"unlimited");
+            9
+        } else {
+            decimal(v, buf)
+        }
+    };
+    let na = limit_text(soft, &mut a);
+    let nb = limit_text(hard, &mut b);
+    let nc = decimal(asked, &mut c);
+    let nd = decimal(heap.locked_bytes.load(Ordering::Relaxed), &mut d);
+    for part in [
+        &b"secalloc: refused to hand out unlocked memory: RLIMIT_MEMLOCK soft="[..],
+        &a[..na],
+        b" hard=",
+        &b[..nb],
+        b" bytes, already locked=",
+        &d[..nd],
+        b", asked=",
+        &c[..nc],
+        b"; fix: raise the limit (ulimit -l, systemd LimitMEMLOCK=, docker --ulimit memlock=N:N), grant CAP_IPC_LOCK, or use SecureAlloc::best_effort()\n",
+    ] {
+        sys::write_stderr(part);
+    }
+}
+
+/// Writes `value` in decimal at the start of `buf`; returns the length.
+fn decimal(mut value: usize, buf: &mut [u8; 20]) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (value % 10) as u8;
+        n += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        buf[i] = digits[n - 1 - i];
+    }
+    n
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn decimal_formats_without_allocating() {
+        let mut buf = [0u8; 20];
+        for v in [0usize, 7, 10, 65536, usize::MAX] {
+            let n = super::decimal(v, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), v.to_string());
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The one table of fatal messages: every detected misuse of the allocator
+//! ends here, with exactly one message per bug class, written without
+//! allocating, then `abort()`. Tests compare these strings exactly.
+
+/// A class of allocator misuse (or corruption) that ends the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FatalKind {
+    /// A block freed twice (its live mark was already clear).
+    DoubleFree,
+    /// A free of a pointer that is not the start of a live allocation.
+    InvalidFree,
+    /// A free or realloc whose layout is not the allocation's.
+    LayoutMismatch,
+    /// A realloc of a block that was already freed.
+    UseAfterFree,
+    /// A realloc of a pointer the arena never issued.
+    InvalidRealloc,
+    /// `malloc_usable_size` of a pointer the arena never issued.
+    InvalidUsableSize,
+    /// The arena's own bookkeeping contradicts itself.
+    Corruption,
+}
+
+impl FatalKind {
+    /// The message, after `secalloc: fatal: `.
+    pub(crate) const fn message(self) -> &'static str {
+        match self {
+            FatalKind::DoubleFree => "double free detected",
+            FatalKind::InvalidFree => {
+                "invalid free: a pointer secalloc did not allocate (or already freed)"
+            }
+            FatalKind::LayoutMismatch => {
+                "mismatched layout: the free or realloc layout does not match the allocation"
+            }
+            FatalKind::UseAfterFree => "use after free: realloc of a freed pointer",
+            FatalKind::InvalidRealloc => {
+                "invalid realloc: a pointer secalloc did not allocate (or already freed)"
+            }
+            FatalKind::InvalidUsableSize => {
+                "invalid pointer: malloc_usable_size of a pointer secalloc did not allocate"
+            }
+            FatalKind::Corruption => "heap corruption: allocator metadata is inconsistent",
+        }
+    }
+}
+
+/// Prints `secalloc: fatal: <message>` on stderr and aborts.
+#[cold]
+pub(crate) fn fatal(kind: FatalKind) -> ! {
+    crate::sys::fatal(kind.message())
+}
+
+/// `malloc_usable_size` misuse, for the preload (not public API).
+#[doc(hidden)]
+pub fn fatal_invalid_usable_size() -> ! {
+    fatal(FatalKind::InvalidUsableSize)
+}
