@@ -27,7 +27,7 @@ impl Client {
     }
 
     fn rotate(&mut self, suffix: &[u8]) -> Result<(), Error> {
-        self.token.expose_mut(|t| t.extend_from_slice(suffix))
+        self.token.expose_mut(|t| t.extend_from_slice(suffix))?
     }
 }
 

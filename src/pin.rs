@@ -42,6 +42,12 @@ impl PinState {
         }
     }
 
+    /// Back to alive and unpinned, for an entry being reused (its previous
+    /// owner is gone: nobody can be pinned).
+    pub(crate) fn reset(&self) {
+        self.word.store(0, Ordering::Relaxed);
+    }
+
     /// Pins the object. `Err(reasons)` if it was killed (the kill reason bits).
     pub fn pin(&self) -> Result<(), u32> {
         let mut current = self.word.load(Ordering::Relaxed);

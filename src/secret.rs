@@ -1,31 +1,37 @@
 //! `Secret<T, A>`: a value kept encrypted at rest (AES-256-GCM, `ring`) in
 //! arena memory, readable only inside a scoped access.
 //!
-//! Storage is one allocation from `A` per secret, a *cell*:
+//! Storage is one allocation from `A` per secret, a *cell*, holding only
+//! sealed bytes:
 //!
 //! ```text
-//! [ header: pin state | len | id | expiry ][ nonce (8) ][ ciphertext (len) ][ tag (16) ]
+//! [ nonce (8) ][ ciphertext (len rounded up to 16) ][ tag (16) ]
 //! ```
 //!
-//! The associated data is the secret's `id`, unique in the process, so a
-//! ciphertext moved into another secret fails to open. Plaintext exists only
-//! in a buffer from the fail-closed arena during `expose`/`expose_mut`, and
-//! that buffer is wiped by the arena when the access ends.
+//! Everything a read or a wipe trusts — the length, the identity, the
+//! expiry, the pin state — lives in the secret's [`registry`] entry, in
+//! memory the registry owns, out of reach of an overflow from a neighbouring
+//! allocation. The associated data is the secret's `id` (unique in the
+//! process) and its length, so a ciphertext moved into another secret fails
+//! to open. Plaintext exists only in a buffer from the fail-closed arena
+//! during `expose`/`expose_mut`, and that buffer is wiped by the arena when
+//! the access ends.
 
 #![allow(unsafe_code)]
 
 mod key_page;
 mod protect;
+mod registry;
 
 pub use key_page::{ensure_key, key_page_info, KeyPageInfo};
-pub use protect::{Plain, PlainBuf, Protect, SecureString};
+pub use protect::{Plain, PlainBuf, Protect, SecureBytes, SecureString};
 
 #[cfg(feature = "test-hooks")]
 pub use key_page::key_page_bytes;
 
 use crate::arena::wipe::wipe;
 use crate::error::Error;
-use crate::pin::{PinState, DESTROYED, EXPIRED, PURGED};
+use crate::pin::{DESTROYED, EXPIRED, PURGED};
 use crate::sys;
 use crate::SecureAlloc;
 use allocator_api2::alloc::Allocator;
@@ -36,21 +42,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use key_page::{nonce, with_key};
+use registry::Entry;
 use ring::aead::Aad;
 
-/// Cell header, at the start of every secret's allocation.
-#[repr(C)]
-struct CellHeader {
-    pin: PinState,      // readers vs purge/expiry
-    len: u32,           // plaintext length in bytes
-    id: u64,            // associated data: unique per secret in this process
-    expires_at_ns: u64, // CLOCK_MONOTONIC deadline; 0 = never
-}
-
-const HEADER_LEN: usize = core::mem::size_of::<CellHeader>();
 const NONCE_LEN: usize = 8;
 const TAG_LEN: usize = 16;
-static_assertions::const_assert_eq!(HEADER_LEN, 24);
 
 /// Bytes of ciphertext stored for `len` bytes of plaintext: rounded up to
 /// whole AES blocks. The plaintext is zero-padded in its locked buffer before
@@ -68,72 +64,45 @@ fn aad(id: u64, len: usize) -> Aad<[u8; 12]> {
     Aad::from(bytes)
 }
 
+/// The cell for `len` bytes of plaintext: nonce, sealed body, tag.
 fn cell_layout(len: usize) -> Result<Layout, Error> {
-    let size = HEADER_LEN
-        .checked_add(NONCE_LEN + TAG_LEN)
-        .and_then(|s| s.checked_add(sealed_len(len)))
+    let size = (NONCE_LEN + TAG_LEN)
+        .checked_add(sealed_len(len))
         .ok_or(Error::AllocFailed)?;
     Layout::from_size_align(size, 8).map_err(|_| Error::AllocFailed)
+}
+
+/// Whether cells from `A` are owned by their secret alone: only
+/// `SecureAlloc` is known to release a cell exclusively through the
+/// secret's own `Drop` (a leaked secret leaks its cell). Decided by exact
+/// type identity, so no other allocator, however it is built, qualifies.
+fn arena_owned<A: Allocator>() -> bool {
+    typeid::of::<A>() == typeid::of::<SecureAlloc>()
+}
+
+/// The registry's storage flags for a fresh cell of `layout` from `A`.
+fn storage_of<A: Allocator>(cell: usize, layout: Layout) -> u8 {
+    let locked = SecureAlloc::is_locked(cell as *const u8);
+    let mut flags = match locked {
+        Some(true) => registry::STORAGE_LOCKED,
+        Some(false) => registry::STORAGE_UNLOCKED,
+        None => 0,
+    };
+    if arena_owned::<A>() {
+        // The length the registry records is bounded by the real block:
+        // purge wipes no more than the arena handed out.
+        match SecureAlloc::usable_size(cell as *const u8) {
+            Some(usable) if usable >= layout.size() => flags |= registry::ARENA_OWNED,
+            _ => sys::fatal("secret cell from SecureAlloc is not a live arena block"),
+        }
+    }
+    flags
 }
 
 /// Next secret identity. Never reused within the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Live secrets.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Hash for cell addresses in the registry (const-constructible, no allocation).
-#[derive(Clone, Copy, Default)]
-struct AddrHash;
-struct AddrHasher(u64);
-impl core::hash::BuildHasher for AddrHash {
-    type Hasher = AddrHasher;
-    fn build_hasher(&self) -> AddrHasher {
-        AddrHasher(0)
-    }
-}
-impl core::hash::Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// Whether a cell lives in the arena. Only those are registered for
-/// [`purge`]: arena memory is never returned to the system while a cell in
-/// it is live, even if its `Secret` is leaked with `mem::forget`, whereas a
-/// foreign allocator (say, a borrowed bump arena) may free a leaked cell's
-/// memory behind our back.
-fn in_arena(cell: NonNull<CellHeader>) -> bool {
-    SecureAlloc::usable_size(cell.as_ptr() as *const u8).is_some()
-}
-
-/// Every live cell in the arena, so that [`purge`] can reach them all. Also held while a
-/// cell's body is rewritten, which keeps `purge` and `expose_mut` apart.
-static REGISTRY: spin::Mutex<hashbrown::HashSet<usize, AddrHash>> =
-    spin::Mutex::new(hashbrown::HashSet::with_hasher(AddrHash));
-
-/// `fork` prepare handler: holds the registry lock across `fork`.
-pub(crate) fn lock_registry_for_fork() {
-    core::mem::forget(REGISTRY.lock());
-}
-
-/// `fork` parent/child handler: releases the lock taken by
-/// [`lock_registry_for_fork`].
-///
-/// # Safety
-/// The lock was taken by `lock_registry_for_fork` (in this thread, or in the
-/// thread that forked this child) and no guard for it exists.
-pub(crate) unsafe fn unlock_registry_after_fork() {
-    // SAFETY: forwarded from the caller.
-    unsafe { REGISTRY.force_unlock() };
-}
 
 /// The error for an arena allocation that failed: `LockRefused` if the
 /// kernel has refused to lock memory for the fail-closed heap, else
@@ -206,20 +175,15 @@ fn seal_in_place(plain: &mut PlainBuf, id: u64) -> Result<([u8; NONCE_LEN], [u8;
 /// # Ok::<(), secalloc::Error>(())
 /// ```
 pub struct Secret<T: Protect, A: Allocator = SecureAlloc> {
-    cell: NonNull<CellHeader>, // header + sealed body, allocated from `alloc`
+    // The registry entry: length, identity, expiry, pin state and the
+    // cell's address. `Send`/`Sync` follow from `T` and `A`: shared access
+    // (`expose`) reads the cell under the pin protocol and decrypts into a
+    // buffer private to the call; every write needs `&mut self` (or is
+    // `purge`, which synchronises through the pin state and the registry).
+    entry: &'static Entry,
     alloc: A,
     holds: PhantomData<T>,
 }
-
-// SAFETY: a `Secret` owns its cell exclusively; moving it to another thread
-// moves that ownership. `T` itself is only ever materialised as plaintext
-// inside an access on the calling thread.
-unsafe impl<T: Protect + Send, A: Allocator + Send> Send for Secret<T, A> {}
-// SAFETY: shared access (`expose`) only reads the cell under the pin
-// protocol and decrypts into a buffer private to the call; every write needs
-// `&mut self` (or is `purge`, which synchronises through the pin state and
-// the registry lock).
-unsafe impl<T: Protect + Sync, A: Allocator + Sync> Sync for Secret<T, A> {}
 
 impl<T: Protect> Secret<T> {
     /// Seals `value` in the fail-closed arena, wiping the value's own buffer.
@@ -265,64 +229,57 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (stored_nonce, tag) = seal_in_place(&mut plain, id)?;
-        let header = CellHeader {
-            pin: PinState::new(),
-            len: len32,
-            id,
-            expires_at_ns,
-        };
-        let cell = new_cell(&alloc, header, &stored_nonce, &plain, &tag)?;
-        let secret = Secret {
-            cell,
-            alloc,
-            holds: PhantomData,
-        };
-        LIVE.fetch_add(1, Ordering::Relaxed); // balanced by `Drop`, on every path
-        if in_arena(cell) {
-            let mut registry = REGISTRY.lock();
-            if registry.try_reserve(1).is_err() {
-                drop(registry);
-                return Err(Error::AllocFailed); // `secret` drops: wipes and frees
+        let (cell, layout) = new_cell(&alloc, &stored_nonce, &plain, &tag)?;
+        let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
+        match registry::register(cell.as_ptr() as usize, len32, id, expires_at_ns, storage) {
+            Ok(entry) => {
+                LIVE.fetch_add(1, Ordering::Relaxed); // balanced by `Drop`
+                Ok(Secret {
+                    entry,
+                    alloc,
+                    holds: PhantomData,
+                })
             }
-            registry.insert(cell.as_ptr() as usize);
+            Err(e) => {
+                // SAFETY: the cell was never published.
+                unsafe { free_cell(&alloc, cell, layout) };
+                Err(e)
+            }
         }
-        Ok(secret)
-    }
-
-    fn header(&self) -> &CellHeader {
-        // SAFETY: the cell is live for as long as `self`.
-        unsafe { self.cell.as_ref() }
     }
 
     /// Decrypts into a fresh locked buffer.
     fn open(&self) -> Result<Plaintext, Error> {
-        let header = self.header();
-        header.pin.pin().map_err(dead_error)?;
-        if header.expires_at_ns != 0 && sys::monotonic_ns() >= header.expires_at_ns {
-            let wipe_now = header.pin.unpin();
-            let wipe_now = header.pin.kill(EXPIRED) || wipe_now;
+        let entry = self.entry;
+        entry.pin.pin().map_err(dead_error)?;
+        let deadline = entry.expires_at_ns();
+        if deadline != 0 && sys::monotonic_ns() >= deadline {
+            let wipe_now = entry.pin.unpin();
+            let wipe_now = entry.pin.kill(EXPIRED) || wipe_now;
             if wipe_now {
-                // SAFETY: the pin protocol gave us the (only) wipe.
-                unsafe { wipe_body(self.cell) };
+                // SAFETY: the pin protocol gave us the (only) wipe, and
+                // `&self` keeps the cell alive.
+                unsafe { wipe_body(entry) };
             }
             return Err(Error::Expired);
         }
-        let len = header.len as usize;
+        let (cell, len) = entry.cell();
         let copied = new_plain_buf(sealed_len(len) + TAG_LEN).map(|mut buf| {
             // SAFETY: pinned: the body is intact and not being rewritten
-            // (rewrites need `&mut self`; purge waits for us to unpin).
-            let body = unsafe { body_slice(self.cell, len) };
+            // (rewrites need `&mut self`; purge waits for us to unpin); the
+            // length is the registry's, not the cell's.
+            let body = unsafe { body_slice(cell, len) };
             protect::append(&mut buf, &body[NONCE_LEN..]);
             let mut stored = [0u8; NONCE_LEN];
             stored.copy_from_slice(&body[..NONCE_LEN]);
             (buf, stored)
         });
-        if header.pin.unpin() {
+        if entry.pin.unpin() {
             // SAFETY: killed while we were pinned and we were the last out.
-            unsafe { wipe_body(self.cell) };
+            unsafe { wipe_body(entry) };
         }
         let (mut buf, stored) = copied?;
-        let id = header.id;
+        let id = entry.id();
         with_key(|material| {
             material
                 .key()
@@ -362,72 +319,49 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     }
 
     fn reseal(&mut self, plain: &mut PlainBuf) -> Result<(), Error> {
+        let entry = self.entry;
         let new_len = plain.len();
         let new_len32 = u32::try_from(new_len).map_err(|_| Error::AllocFailed)?;
-        let (id, old_len, expires_at_ns) = {
-            let h = self.header();
-            (h.id, h.len as usize, h.expires_at_ns)
-        };
-        let (stored_nonce, tag) = seal_in_place(plain, id)?;
+        let (old_cell, old_len) = entry.cell();
+        let (stored_nonce, tag) = seal_in_place(plain, entry.id())?;
         if new_len == old_len {
-            let _registry = REGISTRY.lock(); // excludes purge
-            if let Some(reasons) = self.header().pin.killed() {
-                return Err(dead_error(reasons));
-            }
-            // SAFETY: `&mut self` excludes readers; the lock excludes purge.
-            unsafe { write_body(self.cell, &stored_nonce, plain, &tag) };
-            return Ok(());
+            return registry::while_alive(entry, || {
+                // SAFETY: `&mut self` excludes readers; the registry lock
+                // (held while this runs) excludes purge.
+                unsafe { write_body(old_cell, &stored_nonce, plain, &tag) };
+            })
+            .map_err(dead_error);
         }
         let old_layout = cell_layout(old_len)?;
-        let layout = cell_layout(new_len)?;
-        let header = CellHeader {
-            pin: PinState::new(),
-            len: new_len32,
-            id,
-            expires_at_ns,
-        };
-        let cell = new_cell(&self.alloc, header, &stored_nonce, plain, &tag)?;
-        let mut registry = REGISTRY.lock();
-        if let Some(reasons) = self.header().pin.killed() {
-            drop(registry);
+        let (cell, layout) = new_cell(&self.alloc, &stored_nonce, plain, &tag)?;
+        let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
+        if let Err(reasons) =
+            registry::replace_cell(entry, cell.as_ptr() as usize, new_len32, storage)
+        {
             // SAFETY: the new cell was never published.
-            unsafe {
-                wipe(cell.as_ptr() as usize, layout.size());
-                self.alloc.deallocate(cell.cast(), layout);
-            }
+            unsafe { free_cell(&self.alloc, cell, layout) };
             return Err(dead_error(reasons));
         }
-        if registry.try_reserve(1).is_err() {
-            drop(registry);
-            // SAFETY: as above.
-            unsafe {
-                wipe(cell.as_ptr() as usize, layout.size());
-                self.alloc.deallocate(cell.cast(), layout);
-            }
-            return Err(Error::AllocFailed);
-        }
-        registry.remove(&(self.cell.as_ptr() as usize));
-        if in_arena(cell) {
-            registry.insert(cell.as_ptr() as usize);
-        }
-        drop(registry);
-        let old = core::mem::replace(&mut self.cell, cell);
-        // SAFETY: the old cell is unpublished and ours alone.
+        // SAFETY: the old cell is no longer the entry's: purge cannot reach
+        // it, `&mut self` excludes readers, and it came from `self.alloc`.
         unsafe {
-            wipe(old.as_ptr() as usize, old_layout.size());
-            self.alloc.deallocate(old.cast(), old_layout);
-        }
+            free_cell(
+                &self.alloc,
+                NonNull::new_unchecked(old_cell as *mut u8),
+                old_layout,
+            )
+        };
         Ok(())
     }
 
     /// Makes the secret expire `ttl` from now: after that, accesses return
     /// `Expired` and the stored ciphertext is wiped (by the first access that
-    /// notices; there is no background thread).
+    /// notices; there is no background thread). The deadline is kept in the
+    /// registry, not in the cell, so no write into the cell can extend it.
     pub fn expire_after(&mut self, ttl: Duration) {
         let deadline =
             sys::monotonic_ns().saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64);
-        // SAFETY: `&mut self`: no reader is looking at the header.
-        unsafe { (*self.cell.as_ptr()).expires_at_ns = deadline.max(1) };
+        self.entry.set_expires_at_ns(deadline.max(1));
     }
 
     /// Builder form of [`Secret::expire_after`].
@@ -441,7 +375,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// (best-effort policy: ciphertext only), `None` outside the arena (a
     /// foreign allocator).
     pub fn storage_locked(&self) -> Option<bool> {
-        SecureAlloc::is_locked(self.cell.as_ptr() as *const u8)
+        SecureAlloc::is_locked(self.entry.cell().0 as *const u8)
     }
 
     /// Compares two secrets' plaintexts in constant time (for equal lengths).
@@ -468,7 +402,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let mut copy = new_plain_buf(plain.buf.len() + TAG_LEN)?;
         protect::append(&mut copy, &plain.buf);
         drop(plain);
-        Self::seal_new(copy, self.alloc.clone(), self.header().expires_at_ns)
+        Self::seal_new(copy, self.alloc.clone(), self.entry.expires_at_ns())
     }
 
     /// Wipes and frees the secret now (dropping it does the same).
@@ -479,32 +413,29 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// Test hook: the stored `nonce | ciphertext | tag` bytes, writable.
     #[cfg(feature = "test-hooks")]
     pub fn sealed_bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.header().len as usize;
+        let (cell, len) = self.entry.cell();
         // SAFETY: `&mut self` gives exclusive access to the body.
-        unsafe { body_slice_mut(self.cell, len) }
+        unsafe { body_slice_mut(cell, len) }
     }
 
-    /// Test hook: the cell's address and length.
+    /// Test hook: the cell's address and length (the whole allocation:
+    /// nonce, ciphertext, tag; there is no header in it).
     #[cfg(feature = "test-hooks")]
     pub fn cell_range(&self) -> (usize, usize) {
-        (
-            self.cell.as_ptr() as usize,
-            HEADER_LEN + NONCE_LEN + sealed_len(self.header().len as usize) + TAG_LEN,
-        )
+        let (cell, len) = self.entry.cell();
+        (cell, NONCE_LEN + sealed_len(len) + TAG_LEN)
     }
 }
 
 impl<T: Protect, A: Allocator> Drop for Secret<T, A> {
     fn drop(&mut self) {
-        REGISTRY.lock().remove(&(self.cell.as_ptr() as usize));
-        let len = self.header().len as usize;
-        if let Ok(layout) = cell_layout(len) {
-            // SAFETY: unregistered, so purge cannot reach it; `&mut self`
-            // excludes readers. The header needs no drop.
-            unsafe {
-                wipe(self.cell.as_ptr() as usize, layout.size());
-                self.alloc.deallocate(self.cell.cast(), layout);
-            }
+        // Unregistered first, so purge can no longer reach the cell.
+        registry::unregister(self.entry);
+        let (cell, len) = self.entry.cell();
+        if let (Ok(layout), Some(cell)) = (cell_layout(len), NonNull::new(cell as *mut u8)) {
+            // SAFETY: unregistered; `&mut self` excludes readers; the cell
+            // came from `self.alloc` with this layout (the registry's length).
+            unsafe { free_cell(&self.alloc, cell, layout) };
         }
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
@@ -519,48 +450,57 @@ impl<T: Protect, A: Allocator> fmt::Debug for Secret<T, A> {
 }
 
 impl<T: Protect, A: Allocator> PartialEq for Secret<T, A> {
-    /// Constant-time comparison of the plaintexts; unreadable secrets
-    /// (tampered, expired, purged) compare unequal.
+    /// Constant-time comparison of the plaintexts. **Unreadable secrets
+    /// (tampered, expired, purged) compare unequal, even to themselves**;
+    /// use [`Secret::ct_eq`] to tell an error from a difference.
     fn eq(&self, other: &Self) -> bool {
         self.ct_eq(other).unwrap_or(false)
     }
 }
 
-/// Allocates a cell from `alloc` and fills it: header, then the sealed body.
+/// Allocates a cell from `alloc` and writes the sealed body into it.
 fn new_cell<A: Allocator>(
     alloc: &A,
-    header: CellHeader,
     stored_nonce: &[u8; NONCE_LEN],
     ciphertext: &[u8],
     tag: &[u8; TAG_LEN],
-) -> Result<NonNull<CellHeader>, Error> {
-    debug_assert_eq!(sealed_len(header.len as usize), ciphertext.len());
+) -> Result<(NonNull<u8>, Layout), Error> {
     let layout = cell_layout(ciphertext.len())?;
     let cell = alloc
         .allocate(layout)
         .map_err(|_| arena_error())?
-        .cast::<CellHeader>();
-    // SAFETY: the cell is a fresh allocation of `layout`, 8-aligned and long
-    // enough for the header and a body of `ciphertext.len()` bytes.
-    unsafe {
-        cell.as_ptr().write(header);
-        write_body(cell, stored_nonce, ciphertext, tag);
-    }
-    Ok(cell)
+        .cast::<u8>();
+    // SAFETY: the cell is a fresh allocation of `layout`, exactly a body of
+    // `ciphertext.len()` bytes of ciphertext.
+    unsafe { write_body(cell.as_ptr() as usize, stored_nonce, ciphertext, tag) };
+    Ok((cell, layout))
 }
 
-/// Writes nonce, ciphertext and tag into a cell's body.
+/// Wipes and frees a cell.
 ///
 /// # Safety
-/// `cell` is a live cell whose header says `ciphertext.len()` and nobody
-/// else reads or writes its body meanwhile.
+/// `cell` came from `alloc` with `layout`, and nothing else can reach it.
+unsafe fn free_cell<A: Allocator>(alloc: &A, cell: NonNull<u8>, layout: Layout) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        wipe(cell.as_ptr() as usize, layout.size());
+        alloc.deallocate(cell, layout);
+    }
+}
+
+/// Writes nonce, ciphertext and tag into a cell.
+///
+/// # Safety
+/// `cell` is a live cell for `ciphertext.len()` sealed bytes and nobody
+/// else reads or writes it meanwhile.
 unsafe fn write_body(
-    cell: NonNull<CellHeader>,
+    cell: usize,
     stored_nonce: &[u8; NONCE_LEN],
     ciphertext: &[u8],
     tag: &[u8; TAG_LEN],
 ) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: forwarded from the caller; `sealed_len` of a whole-block
+    // length is itself.
     let body = unsafe { body_slice_mut(cell, ciphertext.len()) };
     body[..NONCE_LEN].copy_from_slice(stored_nonce);
     body[NONCE_LEN..NONCE_LEN + ciphertext.len()].copy_from_slice(ciphertext);
@@ -568,76 +508,70 @@ unsafe fn write_body(
 }
 
 /// # Safety
-/// `cell` is live with plaintext length `len`, and its body is not being
-/// written.
-unsafe fn body_slice<'a>(cell: NonNull<CellHeader>, len: usize) -> &'a [u8] {
-    // SAFETY: the body follows the header inside the cell's allocation.
-    unsafe {
-        core::slice::from_raw_parts(
-            (cell.as_ptr() as *const u8).add(HEADER_LEN),
-            NONCE_LEN + sealed_len(len) + TAG_LEN,
-        )
-    }
+/// `cell` is live with plaintext length `len` (the registry's), and it is
+/// not being written.
+unsafe fn body_slice<'a>(cell: usize, len: usize) -> &'a [u8] {
+    // SAFETY: the cell is `NONCE_LEN + sealed_len(len) + TAG_LEN` bytes.
+    unsafe { core::slice::from_raw_parts(cell as *const u8, NONCE_LEN + sealed_len(len) + TAG_LEN) }
 }
 
 /// # Safety
-/// `cell` is live with plaintext length `len`, and the caller has exclusive
-/// access to its body.
-unsafe fn body_slice_mut<'a>(cell: NonNull<CellHeader>, len: usize) -> &'a mut [u8] {
+/// As [`body_slice`], and the caller has exclusive access.
+unsafe fn body_slice_mut<'a>(cell: usize, len: usize) -> &'a mut [u8] {
     // SAFETY: as in `body_slice`, exclusively.
     unsafe {
-        core::slice::from_raw_parts_mut(
-            (cell.as_ptr() as *mut u8).add(HEADER_LEN),
-            NONCE_LEN + sealed_len(len) + TAG_LEN,
-        )
+        core::slice::from_raw_parts_mut(cell as *mut u8, NONCE_LEN + sealed_len(len) + TAG_LEN)
     }
 }
 
-/// Wipes a cell's body (nonce, ciphertext, tag), keeping the header.
+/// Wipes a secret's cell.
 ///
 /// # Safety
-/// The caller won the wipe through the cell's pin state (nobody is reading).
-unsafe fn wipe_body(cell: NonNull<CellHeader>) {
-    // SAFETY: the header stays valid; forwarded exclusivity for the body.
-    let len = unsafe { cell.as_ref() }.len as usize;
-    // SAFETY: as above.
-    unsafe {
-        wipe(
-            cell.as_ptr() as usize + HEADER_LEN,
-            NONCE_LEN + sealed_len(len) + TAG_LEN,
-        )
-    };
+/// The caller won the wipe through the entry's pin state (nobody is
+/// reading) and the cell is alive (the caller holds the secret, or the
+/// registry lock and the cell is `ARENA_OWNED`).
+unsafe fn wipe_body(entry: &Entry) {
+    let (cell, len) = entry.cell();
+    // SAFETY: forwarded from the caller.
+    unsafe { wipe_cell(cell, len) };
+}
+
+/// # Safety
+/// As [`wipe_body`].
+unsafe fn wipe_cell(cell: usize, len: usize) {
+    // SAFETY: forwarded from the caller; the length is the registry's.
+    unsafe { wipe(cell, NONCE_LEN + sealed_len(len) + TAG_LEN) };
 }
 
 /// Wipes the key page and every live secret's stored ciphertext in the
 /// arena. Afterwards every access returns `KeyUnavailable`, and new secrets
-/// cannot be created. Meant for shutdown paths and panic hooks.
+/// cannot be created — also when no secret (and no key) existed yet. Meant
+/// for shutdown paths and panic hooks.
 ///
 /// It returns once the key is wiped (waiting for any access that is using it
 /// to finish) and every stored ciphertext not being read at that moment is
 /// wiped; a ciphertext that an `expose` is copying is wiped by that `expose`
-/// as it finishes. Secrets stored by a foreign allocator keep their
-/// ciphertext, which is useless without the key.
+/// as it finishes. Purge touches only what the registry owns: cells of
+/// secrets stored by another allocator (even one built on `SecureAlloc`)
+/// keep their ciphertext, which is useless without the key, because such an
+/// allocator may have reused a leaked secret's memory.
 ///
 /// Not async-signal-safe: it takes a lock and may wait for a reader, so a
 /// signal handler that interrupted such a reader would wait forever.
 pub fn purge() {
     key_page::purge_key();
-    let registry = REGISTRY.lock();
-    for &addr in registry.iter() {
-        // SAFETY: registered cells are live (drop unregisters before freeing,
-        // under this lock).
-        let cell = unsafe { NonNull::new_unchecked(addr as *mut CellHeader) };
-        // SAFETY: as above.
-        if unsafe { cell.as_ref() }.pin.kill(PURGED) {
-            // SAFETY: we won the wipe: nobody is pinned.
-            unsafe { wipe_body(cell) };
-        }
-    }
+    registry::purge_all(|cell, len| {
+        // SAFETY: `purge_all` calls this under the registry lock, for an
+        // `ARENA_OWNED` cell of a registered secret whose wipe it won:
+        // the cell is live (freed only after unregistering, under that
+        // lock) and nobody is reading it.
+        unsafe { wipe_cell(cell, len) }
+    });
 }
 
 /// How the live secrets are stored, from [`stats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SecretStats {
     /// Live secrets.
     pub live: usize,
@@ -656,15 +590,7 @@ pub struct SecretStats {
 
 /// A snapshot of every live secret's storage mode.
 pub fn stats() -> SecretStats {
-    let registry = REGISTRY.lock();
-    let (mut locked, mut unlocked) = (0, 0);
-    for &addr in registry.iter() {
-        match SecureAlloc::is_locked(addr as *const u8) {
-            Some(true) => locked += 1,
-            _ => unlocked += 1,
-        }
-    }
-    drop(registry);
+    let (locked, unlocked) = registry::storage_counts();
     let live = LIVE.load(Ordering::Relaxed);
     SecretStats {
         live,

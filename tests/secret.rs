@@ -29,12 +29,15 @@ fn round_trips_for_each_type() {
         6
     );
     let mut v = v;
-    v.expose_mut(|b| b.extend_from_slice(b"more")).unwrap();
+    v.expose_mut(|b| b.extend_from_slice(b"more"))
+        .unwrap()
+        .unwrap();
     assert_eq!(v.expose(|b| b.to_vec()).unwrap(), b"\x01\x02\x03more");
 
     let mut s: Secret<String> = Secret::new(String::from("hunter2")).unwrap();
     assert_eq!(s.expose(|t| t.len()).unwrap(), 7);
     s.expose_mut(|t: &mut SecureString| t.push_str(" and more"))
+        .unwrap()
         .unwrap();
     assert_eq!(s.expose(|t| t.to_string()).unwrap(), "hunter2 and more");
 
@@ -59,7 +62,7 @@ fn growth_inside_expose_mut_stays_in_locked_arena_memory() {
     let mut v: Secret<Vec<u8>> = Secret::new(vec![1u8; 10]).unwrap();
     v.expose_mut(|buf| {
         for _ in 0..1000 {
-            buf.extend_from_slice(&[5u8; 100]);
+            buf.extend_from_slice(&[5u8; 100]).unwrap();
         }
         assert_eq!(
             SecureAlloc::is_locked(buf.as_ptr()),
@@ -143,7 +146,9 @@ fn plaintext_is_nowhere_in_the_arena_after_an_access() {
         "the view was wiped when the access ended"
     );
     let mut s = s;
-    s.expose_mut(|v| v.extend_from_slice(&[0u8; 5000])).unwrap();
+    s.expose_mut(|v| v.extend_from_slice(&[0u8; 5000]))
+        .unwrap()
+        .unwrap();
     assert!(
         !inspect::arena_contains(&canary),
         "no plaintext left behind by growth"
@@ -324,7 +329,7 @@ fn short_values_are_padded_to_whole_blocks_before_sealing() {
     }
     let mut p: Secret<String> = Secret::new("hunter2".to_string()).unwrap();
     assert_eq!(p.sealed_bytes_mut().len(), 8 + 16 + 16);
-    p.expose_mut(|t| t.push_str("!")).unwrap();
+    p.expose_mut(|t| t.push_str("!")).unwrap().unwrap();
     assert_eq!(p.expose(|t| t.to_string()).unwrap(), "hunter2!");
 }
 
@@ -339,7 +344,7 @@ fn forks_while_other_threads_create_and_drop_secrets_never_hang() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let mut s: Secret<Vec<u8>> =
                         Secret::new(vec![t as u8; 1 + (n % 200) as usize]).unwrap();
-                    s.expose_mut(|v| v.push(1)).unwrap();
+                    s.expose_mut(|v| v.push(1)).unwrap().unwrap();
                     n = n.wrapping_add(1);
                 }
             })

@@ -85,7 +85,10 @@ fn read_cap_ipc_lock() -> bool {
         return false;
     };
     let mut caps: u64 = 0;
-    for &b in text[at + key.len()..].iter().skip_while(|b| b.is_ascii_whitespace()) {
+    for &b in text[at + key.len()..]
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+    {
         let digit = match b {
             b'0'..=b'9' => b - b'0',
             b'a'..=b'f' => b - b'a' + 10,

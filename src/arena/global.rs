@@ -244,7 +244,13 @@ impl SecureAlloc {
     }
 
     /// Resizes in place when the size class (or large mapping) allows.
-    fn resize_in_place(&self, addr: usize, layout: Layout, new_size: usize, caller: Caller) -> bool {
+    fn resize_in_place(
+        &self,
+        addr: usize,
+        layout: Layout,
+        new_size: usize,
+        caller: Caller,
+    ) -> bool {
         for heap in &HEAPS {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
@@ -282,7 +288,13 @@ impl SecureAlloc {
     }
 
     /// Moves or resizes `addr` to `new_layout`; null (old block intact) on failure.
-    fn reallocate_raw(&self, addr: usize, old: Layout, new_layout: Layout, caller: Caller) -> *mut u8 {
+    fn reallocate_raw(
+        &self,
+        addr: usize,
+        old: Layout,
+        new_layout: Layout,
+        caller: Caller,
+    ) -> *mut u8 {
         if new_layout.align() == old.align()
             && self.resize_in_place(addr, old, new_layout.size(), caller)
         {

@@ -19,11 +19,11 @@
 
 #![allow(unsafe_code)]
 
+use super::budget;
 use super::large::LargeHeap;
 use super::size_class::{
     slot_index, slots_per_slab, CLASS_COUNT, SIZE_CLASSES, SLAB_SHIFT, SLAB_SIZE,
 };
-use super::budget;
 use super::slab::{SlabMeta, NO_SLAB};
 use super::LockPolicy;
 use crate::fatal::{fatal, FatalKind};
@@ -749,19 +749,16 @@ impl Heap {
         let base = self.base.load(Ordering::Acquire);
         // Runs are reported after their last slab, so clearing the flags of
         // a refused run does not disturb the walk.
-        self.for_each_run(
-            |meta| meta.is_locked(),
-            &mut |start, len| {
-                if let Err(err) = sys::mlock_on_fault(start, len) {
-                    self.note_refusal(err);
-                    let first = (start - base) >> SLAB_SHIFT;
-                    for slab in first..first + len / SLAB_SIZE {
-                        self.meta(slab).set_locked(false);
-                    }
-                    self.move_to_unlocked(len);
+        self.for_each_run(|meta| meta.is_locked(), &mut |start, len| {
+            if let Err(err) = sys::mlock_on_fault(start, len) {
+                self.note_refusal(err);
+                let first = (start - base) >> SLAB_SHIFT;
+                for slab in first..first + len / SLAB_SIZE {
+                    self.meta(slab).set_locked(false);
                 }
-            },
-        );
+                self.move_to_unlocked(len);
+            }
+        });
         self.large.relock_after_fork(self);
         let refused = self.lock_refusals.load(Ordering::Relaxed) != before;
         if refused && self.policy == LockPolicy::FailClosed {

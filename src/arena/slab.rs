@@ -43,11 +43,11 @@ static_assertions::const_assert!(super::size_class::SMALL_SIZE_MAX <= SIZE_MASK 
 ///   of three states: live (`live` byte), available (`lists.avail` bit), or
 ///   held in some thread cache (neither bit).
 pub(crate) struct SlabMeta {
-    class_tag: AtomicU8,                  // class index + 1, or 0 when unassigned
-    flags: AtomicU8,                      // FLAG_LOCKED | FLAG_DECOMMITTED
-    shard: AtomicU8,                      // central-list shard owning the slab while assigned
+    class_tag: AtomicU8,                   // class index + 1, or 0 when unassigned
+    flags: AtomicU8,                       // FLAG_LOCKED | FLAG_DECOMMITTED
+    shard: AtomicU8,                       // central-list shard owning the slab while assigned
     live: [AtomicU16; MAX_SLOTS_PER_SLAB], // per slot: LIVE_BIT | size while handed out, else 0
-    lists: UnsafeCell<SlabLists>,         // guarded by the class or pool lock
+    lists: UnsafeCell<SlabLists>,          // guarded by the class or pool lock
 }
 
 /// The lock-guarded part of [`SlabMeta`].

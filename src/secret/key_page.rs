@@ -5,8 +5,12 @@
 //! `/proc/self/maps`), else from an anonymous mapping. Either way it is
 //! locked, `MADV_DONTDUMP`, and gone in a forked child (`MADV_DONTFORK` for
 //! the shared `secretmem` mapping, `MADV_WIPEONFORK` for the anonymous one);
-//! a `fork` handler also marks the key unusable in the child, so `expose`
-//! there fails cleanly instead of touching missing memory.
+//! the fork protocol (`sync::fork`) also marks the key unusable in the
+//! child, so `expose` there fails cleanly instead of touching missing memory.
+//!
+//! [`purge_key`] is final: it is recorded (under the creation lock) before
+//! anything else, so a key that does not exist yet is never created
+//! afterwards, and a purge racing the first creation cannot be lost.
 //!
 //! `ring`'s `LessSafeKey` is built in place in the page and never leaves it
 //! (it is `Clone` and not wiped on drop); the raw key bytes are generated
@@ -19,6 +23,8 @@
 use crate::arena::wipe::wipe;
 use crate::error::Error;
 use crate::pin::{PinState, PURGED};
+use crate::sync::fork::{join, Participant};
+use crate::sync::{Backoff, Mutex, Rank};
 use crate::sys;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
@@ -61,11 +67,22 @@ pub struct KeyPageInfo {
 static KEY_ADDR: AtomicUsize = AtomicUsize::new(0); // 0 until created
 static KEY_SECRETMEM: AtomicBool = AtomicBool::new(false);
 static FORKED: AtomicBool = AtomicBool::new(false); // set in a fork child
-static CREATION: spin::Mutex<()> = spin::Mutex::new(());
+/// Set by `purge`: no key is ever created (again) in this process.
+static PURGE_REQUESTED: AtomicBool = AtomicBool::new(false);
+static CREATION: Mutex<()> = Mutex::new(Rank::KeyCreation, ());
+
+static FORK: Participant = Participant {
+    lock: || CREATION.lock_and_forget(),
+    // SAFETY: the protocol calls this only after `lock` on the same thread
+    // (or the child's only thread).
+    unlock: || unsafe { CREATION.force_unlock() },
+    // The child's copy of the page is gone (DONTFORK) or zero (WIPEONFORK).
+    after_child: || FORKED.store(true, Ordering::Release),
+};
 
 /// Runs `f` with the key, creating it on first use.
 pub(crate) fn with_key<R>(f: impl FnOnce(&KeyMaterial) -> Result<R, Error>) -> Result<R, Error> {
-    if FORKED.load(Ordering::Acquire) {
+    if FORKED.load(Ordering::Acquire) || PURGE_REQUESTED.load(Ordering::Acquire) {
         return Err(Error::KeyUnavailable);
     }
     let material = material()?;
@@ -114,7 +131,13 @@ fn material() -> Result<&'static KeyMaterial, Error> {
         // fully initialised, and the page is never unmapped.
         return Ok(unsafe { &*(addr as *const KeyMaterial) });
     }
+    // Joined before the lock is first taken, so a fork can never find it
+    // held by a thread the protocol does not know about.
+    join(Rank::KeyCreation, &FORK);
     let _creating = CREATION.lock();
+    if PURGE_REQUESTED.load(Ordering::Acquire) || FORKED.load(Ordering::Acquire) {
+        return Err(Error::KeyUnavailable);
+    }
     let addr = KEY_ADDR.load(Ordering::Acquire);
     if addr != 0 {
         // SAFETY: as above.
@@ -131,7 +154,6 @@ fn material() -> Result<&'static KeyMaterial, Error> {
     }
     // Overwrite the stack below us, where ring's key expansion ran.
     zeroize::zeroize_stack::<16384>();
-    let _ = sys::register_atfork(fork_prepare, fork_parent, forked_child);
     KEY_SECRETMEM.store(secretmem, Ordering::Relaxed);
     KEY_ADDR.store(addr, Ordering::Release);
     // SAFETY: just initialised, published, never unmapped.
@@ -224,6 +246,14 @@ fn wipe_page(material: &KeyMaterial) {
 /// Wipes the key page now (or as soon as the last current user leaves) and
 /// makes every later use fail. Returns once the page is wiped.
 pub(crate) fn purge_key() {
+    {
+        // Under the creation lock: a creation either finished before (its
+        // page is published and killed below) or sees the request and
+        // refuses.
+        join(Rank::KeyCreation, &FORK);
+        let _creating = CREATION.lock();
+        PURGE_REQUESTED.store(true, Ordering::Release);
+    }
     let addr = KEY_ADDR.load(Ordering::Acquire);
     if addr == 0 || FORKED.load(Ordering::Acquire) {
         return;
@@ -234,13 +264,17 @@ pub(crate) fn purge_key() {
         wipe_page(material);
     }
     // If a reader held the key, it wipes as it leaves; wait until it has.
+    let mut backoff = Backoff::new();
     while !material.pin.is_wipe_done() {
-        core::hint::spin_loop();
+        backoff.snooze();
     }
 }
 
 /// Whether the key was purged.
 pub(crate) fn is_purged() -> bool {
+    if PURGE_REQUESTED.load(Ordering::Acquire) && !FORKED.load(Ordering::Acquire) {
+        return true;
+    }
     let addr = KEY_ADDR.load(Ordering::Acquire);
     // SAFETY: as above.
     addr != 0
@@ -265,26 +299,6 @@ pub fn key_page_info() -> Option<KeyPageInfo> {
 pub fn ensure_key() -> Result<KeyPageInfo, Error> {
     with_key(|_| Ok(()))?;
     key_page_info().ok_or(Error::KeyUnavailable)
-}
-
-// Registered after the arena's handlers, so `prepare` runs before the
-// arena's and the registry lock is taken before the arena locks — the order
-// every other path uses (a registry update may allocate).
-unsafe extern "C" fn fork_prepare() {
-    super::lock_registry_for_fork();
-}
-
-unsafe extern "C" fn fork_parent() {
-    // SAFETY: `fork_prepare` took the registry lock in this thread.
-    unsafe { super::unlock_registry_after_fork() };
-}
-
-unsafe extern "C" fn forked_child() {
-    // SAFETY: `fork_prepare` took the registry lock in the thread that
-    // forked, the child's only thread.
-    unsafe { super::unlock_registry_after_fork() };
-    // The child's copy of the page is gone (DONTFORK) or zero (WIPEONFORK).
-    FORKED.store(true, Ordering::Release);
 }
 
 #[cfg(feature = "test-hooks")]

@@ -99,7 +99,7 @@ impl<T: Plain> Protect for T {
 }
 
 impl Protect for Vec<u8> {
-    type View = PlainBuf;
+    type View = SecureBytes;
 
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, &self);
@@ -111,12 +111,14 @@ impl Protect for Vec<u8> {
         Ok(())
     }
 
-    fn view(plain: &PlainBuf) -> &PlainBuf {
-        plain
+    fn view(plain: &PlainBuf) -> &SecureBytes {
+        // SAFETY: `SecureBytes` is a transparent wrapper of `PlainBuf`.
+        unsafe { &*(plain as *const PlainBuf as *const SecureBytes) }
     }
 
-    fn view_mut(plain: &mut PlainBuf) -> &mut PlainBuf {
-        plain
+    fn view_mut(plain: &mut PlainBuf) -> &mut SecureBytes {
+        // SAFETY: as above.
+        unsafe { &mut *(plain as *mut PlainBuf as *mut SecureBytes) }
     }
 }
 
@@ -176,9 +178,20 @@ fn try_extend(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// [`try_extend`] with amortised growth, for views that grow piece by piece.
+fn try_grow(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
+    out.try_reserve(bytes.len())
+        .map_err(|_| crate::secret::arena_error())?;
+    append(out, bytes);
+    Ok(())
+}
+
 /// Appends `bytes` with one `memcpy` (`allocator_api2`'s `extend_from_slice`
 /// copies element by element, which profiled at several times ring's cost
-/// for a 64 KiB secret).
+/// for a 64 KiB secret). Capacity must already be reserved by the caller
+/// (`try_extend`); if it is not, the growth is fallible here too and an
+/// out-of-budget growth aborts through the allocator's error path, which
+/// every public caller avoids by reserving first.
 pub(crate) fn append(out: &mut PlainBuf, bytes: &[u8]) {
     out.reserve(bytes.len());
     let len = out.len();
@@ -199,14 +212,23 @@ pub struct SecureString {
 }
 
 impl SecureString {
-    /// Appends `s`.
-    pub fn push_str(&mut self, s: &str) {
-        append(&mut self.bytes, s.as_bytes());
+    /// Appends `s`, growing in locked memory.
+    ///
+    /// # Errors
+    /// `LockRefused` (or `AllocFailed`) when the locked arena cannot grow:
+    /// the string is then unchanged.
+    pub fn push_str(&mut self, s: &str) -> Result<(), Error> {
+        try_grow(&mut self.bytes, s.as_bytes())
     }
 
-    /// Appends `c`.
-    pub fn push(&mut self, c: char) {
-        self.push_str(c.encode_utf8(&mut [0; 4]));
+    /// Appends `c`; errors as [`SecureString::push_str`].
+    pub fn push(&mut self, c: char) -> Result<(), Error> {
+        self.push_str(c.encode_utf8(&mut [0; 4]))
+    }
+
+    /// Bytes the string can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
     }
 
     /// Removes everything (the bytes are wiped when the access ends).
@@ -244,5 +266,109 @@ impl DerefMut for SecureString {
 impl fmt::Debug for SecureString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecureString([REDACTED])")
+    }
+}
+
+impl PartialEq<str> for SecureString {
+    /// Not constant-time: use `Secret::ct_eq` (or compare inside `expose`
+    /// with a constant-time routine) for checking a presented secret.
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for SecureString {
+    /// As `PartialEq<str>`: not constant-time.
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+/// The view of a `Secret<Vec<u8>>`: bytes in locked arena memory.
+/// Dereferences to `[u8]`; growth stays in the arena and is fallible
+/// (a spent lock budget is an `Err`, never an abort). Its `Debug` is
+/// redacted.
+#[repr(transparent)]
+pub struct SecureBytes {
+    bytes: PlainBuf,
+}
+
+impl SecureBytes {
+    /// Appends `bytes`, growing in locked memory.
+    ///
+    /// # Errors
+    /// `LockRefused` (or `AllocFailed`) when the locked arena cannot grow:
+    /// the contents are then unchanged.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        try_grow(&mut self.bytes, bytes)
+    }
+
+    /// Appends one byte; errors as [`SecureBytes::extend_from_slice`].
+    pub fn push(&mut self, byte: u8) -> Result<(), Error> {
+        self.extend_from_slice(&[byte])
+    }
+
+    /// Resizes to `len` bytes, filling new ones with `value`; errors as
+    /// [`SecureBytes::extend_from_slice`].
+    pub fn resize(&mut self, len: usize, value: u8) -> Result<(), Error> {
+        if len <= self.bytes.len() {
+            self.truncate(len);
+            return Ok(());
+        }
+        let extra = len - self.bytes.len();
+        self.bytes
+            .try_reserve(extra)
+            .map_err(|_| crate::secret::arena_error())?;
+        self.bytes.resize(len, value);
+        Ok(())
+    }
+
+    /// Shortens to `len` bytes, wiping the cut-off tail.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.bytes.len() {
+            self.bytes[len..].fill(0);
+            self.bytes.truncate(len);
+        }
+    }
+
+    /// Removes everything (wiped).
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Bytes the view can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Deref for SecureBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl DerefMut for SecureBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+impl fmt::Debug for SecureBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecureBytes([REDACTED])")
+    }
+}
+
+impl PartialEq<[u8]> for SecureBytes {
+    /// Not constant-time: use `Secret::ct_eq` for checking a presented secret.
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
     }
 }

@@ -41,6 +41,7 @@ pub(crate) enum Rank {
 /// Number of ranks.
 pub(crate) const RANK_COUNT: usize = 5;
 
+#[cfg_attr(not(any(debug_assertions, secalloc_lockdep)), allow(dead_code))]
 impl Rank {
     /// Every rank, in acquisition order.
     pub(crate) const ALL: [Rank; RANK_COUNT] = [

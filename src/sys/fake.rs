@@ -191,6 +191,9 @@ pub fn register_atexit(_f: extern "C" fn()) -> OsResult<()> {
 
 /// Panics with the pieces (loom reports it).
 pub fn fatal_parts(parts: &[&[u8]]) -> ! {
-    let text: Vec<String> = parts.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let text: Vec<String> = parts
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     panic!("secalloc: fatal: {}", text.concat())
 }

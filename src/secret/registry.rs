@@ -1,0 +1,260 @@
+//! The registry: one entry per live secret, in memory the registry owns.
+//!
+//! A secret's bookkeeping — its pin state, plaintext length, identity,
+//! expiry and where its cell is — lives here, not in the cell: the cell
+//! holds only `nonce | ciphertext | tag`, so an overflow from a neighbouring
+//! allocation can corrupt ciphertext (which then fails to open) but never a
+//! length that a read or a wipe trusts, nor an expiry.
+//!
+//! [`purge`](super::purge) walks the entries, not the cells, and writes into
+//! a cell only when the registry knows the cell is still owned by its
+//! secret: when it came from [`SecureAlloc`](crate::SecureAlloc) itself,
+//! whose memory is released only by the secret's own `Drop` (which first
+//! unregisters, under this lock). A cell from any other allocator — even one
+//! that takes its blocks from the arena — may be freed behind the secret's
+//! back once the secret is leaked, so purge leaves its bytes alone (its
+//! ciphertext is useless once the key is wiped).
+//!
+//! Entries live in chunks mapped straight from the OS (never through the
+//! arena, and never unmapped, so an entry's address is stable). The lock is
+//! a leaf of the hierarchy (`Rank::SecretRegistry`): nothing is taken and
+//! nothing allocates while it is held.
+
+#![allow(unsafe_code)]
+
+use crate::error::Error;
+use crate::pin::{PinState, PURGED};
+use crate::sync::fork::{join, Participant};
+use crate::sync::{Mutex, Rank};
+use crate::sys;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// Entries per chunk (one mapping of ~160 KiB).
+const CHUNK_ENTRIES: usize = 4096;
+/// Chunks at most: 16 Mi live secrets.
+const MAX_CHUNKS: usize = 4096;
+
+/// `Entry::flags`: the entry belongs to a live secret.
+const IN_USE: u8 = 1;
+/// `Entry::flags`: the cell came from `SecureAlloc` (purge may wipe it).
+pub(crate) const ARENA_OWNED: u8 = 2;
+/// `Entry::flags`: the cell sits in locked arena memory.
+pub(crate) const STORAGE_LOCKED: u8 = 4;
+/// `Entry::flags`: the cell sits in arena memory the kernel refused to lock.
+pub(crate) const STORAGE_UNLOCKED: u8 = 8;
+
+/// One live secret's bookkeeping. Fields are atomics so that readers (who
+/// hold `&Secret`), purge (under the lock) and the owner (`&mut Secret`,
+/// which excludes readers) can all look without a data race; each field's
+/// comment says who writes it.
+pub(crate) struct Entry {
+    pub(crate) pin: PinState, // readers vs purge/expiry/destroy
+    cell: AtomicUsize,        // the cell's address; owner, under the lock
+    len: AtomicU32,           // plaintext bytes; owner, under the lock
+    flags: AtomicU8,          // IN_USE | ARENA_OWNED | STORAGE_*; under the lock
+    id: AtomicU64,            // associated data; set at registration
+    expires_at_ns: AtomicU64, // CLOCK_MONOTONIC deadline, 0 = never; owner
+    next_free: AtomicU32,     // free list (index + 1); under the lock
+    index: AtomicU32,         // this entry's own index; set when first handed out
+}
+
+impl Entry {
+    /// The cell's address and plaintext length. Stable while the caller
+    /// holds the secret (`&Secret` or `&mut Secret`).
+    pub(crate) fn cell(&self) -> (usize, usize) {
+        (
+            self.cell.load(Ordering::Relaxed),
+            self.len.load(Ordering::Relaxed) as usize,
+        )
+    }
+
+    /// The secret's identity (associated data).
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    /// The expiry deadline (0 = never).
+    pub(crate) fn expires_at_ns(&self) -> u64 {
+        self.expires_at_ns.load(Ordering::Relaxed)
+    }
+
+    /// Sets the expiry deadline (owner only).
+    pub(crate) fn set_expires_at_ns(&self, deadline: u64) {
+        self.expires_at_ns.store(deadline, Ordering::Relaxed);
+    }
+}
+
+/// The lock-guarded part: the free list and the fresh-entry frontier.
+struct Table {
+    free_head: u32, // index + 1 of a free entry, or 0
+    fresh: usize,   // entries ever handed out; past it, never used
+    chunks: usize,  // chunks mapped
+}
+
+static TABLE: Mutex<Table> = Mutex::new(
+    Rank::SecretRegistry,
+    Table {
+        free_head: 0,
+        fresh: 0,
+        chunks: 0,
+    },
+);
+/// Chunk addresses (0 = not mapped), published before `Table::chunks` grows.
+static CHUNKS: [AtomicUsize; MAX_CHUNKS] = [const { AtomicUsize::new(0) }; MAX_CHUNKS];
+/// Set by `purge`, checked at registration under the lock: a secret that
+/// passed the key check before a purge cannot slip in after it.
+static PURGED_ALL: AtomicBool = AtomicBool::new(false);
+static JOINED_FORK: AtomicBool = AtomicBool::new(false);
+
+fn entry(index: usize) -> &'static Entry {
+    let chunk = CHUNKS[index / CHUNK_ENTRIES].load(Ordering::Acquire);
+    debug_assert!(chunk != 0);
+    // SAFETY: `index` is below `Table::fresh`, so its chunk was mapped and
+    // published; chunks are never unmapped, and all-zero bytes (fresh
+    // pages) are a valid `Entry` (atomics and a zero pin state).
+    unsafe { &*(chunk as *const Entry).add(index % CHUNK_ENTRIES) }
+}
+
+fn lock_table() -> crate::sync::MutexGuard<'static, Table> {
+    if !JOINED_FORK.load(Ordering::Relaxed) {
+        join(Rank::SecretRegistry, &FORK);
+        JOINED_FORK.store(true, Ordering::Relaxed);
+    }
+    TABLE.lock()
+}
+
+static FORK: Participant = Participant {
+    lock: || TABLE.lock_and_forget(),
+    // SAFETY: the protocol calls this only after `lock` on the same thread
+    // (or the child's only thread).
+    unlock: || unsafe { TABLE.force_unlock() },
+    after_child: || {},
+};
+
+/// Registers a new secret's cell. `Err(KeyUnavailable)` after a purge (the
+/// caller wipes and frees the cell), `AllocFailed` when the registry is full
+/// or cannot map a chunk.
+pub(crate) fn register(
+    cell: usize,
+    len: u32,
+    id: u64,
+    expires_at_ns: u64,
+    storage: u8,
+) -> Result<&'static Entry, Error> {
+    let mut table = lock_table();
+    if PURGED_ALL.load(Ordering::Acquire) {
+        return Err(Error::KeyUnavailable);
+    }
+    let index = if table.free_head != 0 {
+        let index = table.free_head as usize - 1;
+        table.free_head = entry(index).next_free.load(Ordering::Relaxed);
+        index
+    } else {
+        if table.fresh == table.chunks * CHUNK_ENTRIES {
+            if table.chunks == MAX_CHUNKS {
+                return Err(Error::AllocFailed);
+            }
+            let bytes = CHUNK_ENTRIES * core::mem::size_of::<Entry>();
+            let chunk = sys::mmap_read_write(bytes).map_err(|_| Error::AllocFailed)?;
+            // Addresses and lengths only, but keep them out of dumps too.
+            let _ = sys::madvise_dontdump(chunk, bytes);
+            CHUNKS[table.chunks].store(chunk, Ordering::Release);
+            table.chunks += 1;
+        }
+        table.fresh += 1;
+        let index = table.fresh - 1;
+        entry(index).index.store(index as u32, Ordering::Relaxed);
+        index
+    };
+    let e = entry(index);
+    e.pin.reset();
+    e.cell.store(cell, Ordering::Relaxed);
+    e.len.store(len, Ordering::Relaxed);
+    e.id.store(id, Ordering::Relaxed);
+    e.expires_at_ns.store(expires_at_ns, Ordering::Relaxed);
+    e.flags.store(IN_USE | storage, Ordering::Relaxed);
+    Ok(e)
+}
+
+/// Removes a secret's entry (from its `Drop`). Afterwards purge cannot
+/// reach the cell, so the caller may wipe and free it.
+pub(crate) fn unregister(e: &'static Entry) {
+    let mut table = lock_table();
+    e.flags.store(0, Ordering::Relaxed);
+    let index = e.index.load(Ordering::Relaxed) as usize;
+    e.next_free.store(table.free_head, Ordering::Relaxed);
+    table.free_head = index as u32 + 1;
+}
+
+/// Points a secret's entry at a new cell (a re-seal that changed the
+/// length). `Err(reasons)` if the secret was killed meanwhile; the entry
+/// is then unchanged.
+pub(crate) fn replace_cell(
+    e: &'static Entry,
+    cell: usize,
+    len: u32,
+    storage: u8,
+) -> Result<(), u32> {
+    let _table = lock_table();
+    if let Some(reasons) = e.pin.killed() {
+        return Err(reasons);
+    }
+    e.cell.store(cell, Ordering::Relaxed);
+    e.len.store(len, Ordering::Relaxed);
+    e.flags.store(IN_USE | storage, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Runs `f` while purge is excluded, if the secret is still alive (an
+/// in-place re-seal). `Err(reasons)` if it was killed.
+pub(crate) fn while_alive<R>(e: &'static Entry, f: impl FnOnce() -> R) -> Result<R, u32> {
+    let _table = lock_table();
+    match e.pin.killed() {
+        Some(reasons) => Err(reasons),
+        None => Ok(f()),
+    }
+}
+
+/// Marks every current and future registration purged, kills every live
+/// entry, and wipes the cells the registry owns (`ARENA_OWNED`) that
+/// nobody is reading; a reader wipes as it leaves. `wipe_cell(cell, len)`
+/// wipes a cell's body. The lock is released between chunks so that other
+/// threads are not held up for the whole sweep.
+pub(crate) fn purge_all(wipe_cell: impl Fn(usize, usize)) {
+    PURGED_ALL.store(true, Ordering::Release);
+    let mut chunk = 0;
+    loop {
+        let table = lock_table();
+        if chunk >= table.chunks {
+            return;
+        }
+        let end = table.fresh.min((chunk + 1) * CHUNK_ENTRIES);
+        for index in chunk * CHUNK_ENTRIES..end {
+            let e = entry(index);
+            let flags = e.flags.load(Ordering::Relaxed);
+            if flags & IN_USE != 0 && e.pin.kill(PURGED) && flags & ARENA_OWNED != 0 {
+                let (cell, len) = e.cell();
+                wipe_cell(cell, len);
+            }
+        }
+        drop(table);
+        chunk += 1;
+    }
+}
+
+/// Counts of live secrets by storage: `(locked, unlocked)` arena cells.
+pub(crate) fn storage_counts() -> (usize, usize) {
+    let table = lock_table();
+    let (mut locked, mut unlocked) = (0, 0);
+    for index in 0..table.fresh {
+        let flags = entry(index).flags.load(Ordering::Relaxed);
+        if flags & IN_USE != 0 {
+            if flags & STORAGE_LOCKED != 0 {
+                locked += 1;
+            } else if flags & STORAGE_UNLOCKED != 0 {
+                unlocked += 1;
+            }
+        }
+    }
+    (locked, unlocked)
+}
