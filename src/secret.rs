@@ -170,7 +170,7 @@ fn seal_in_place(plain: &mut PlainBuf, id: u64) -> Result<([u8; NONCE_LEN], [u8;
 /// let n = s.expose(|v| v.iter().map(|&b| b as u32).sum::<u32>())?;
 /// assert_eq!(n, 6);
 /// let mut s = s;
-/// s.expose_mut(|v| v.extend_from_slice(b"more"))?;
+/// s.expose_mut(|v| v.extend_from_slice(b"more"))??;
 /// assert_eq!(s.expose(|v| v.len())?, 7);
 /// # Ok::<(), secalloc::Error>(())
 /// ```

@@ -113,6 +113,27 @@ fn boot_size(ptr: *mut c_void) -> usize {
     unsafe { ((ptr as usize - MALLOC_ALIGN) as *const usize).read() }
 }
 
+/// Keeps the part of the boot buffer the C library used out of swap and
+/// core dumps, like the arena. Only the pages actually used are locked (a
+/// few KiB at most): locking the whole static buffer would spend the lock
+/// budget of a small container before the first real `malloc`. Boot blocks
+/// are never handed out again after start-up, so the used prefix is final.
+fn protect_boot_buffer() {
+    let (boot_start, boot_end) = boot_range();
+    let _ = sys::madvise_dontdump(boot_start, boot_end - boot_start);
+    let used = BOOT_USED.load(Ordering::Acquire);
+    if used != 0 {
+        let len = used.next_multiple_of(sys::page_size());
+        if sys::mlock_on_fault(boot_start, len).is_err() {
+            BOOT_UNLOCKED.store(len, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Bytes of the boot buffer's used prefix the kernel refused to lock
+/// (reported by `SECALLOC_REPORT`).
+static BOOT_UNLOCKED: AtomicUsize = AtomicUsize::new(0);
+
 /// Makes sure the arena is up. Returns `false` if this call is nested
 /// inside start-up on this thread (the caller then uses the boot buffer).
 #[inline]
@@ -132,11 +153,7 @@ fn start_slow() -> bool {
     let _ = IN_START.try_with(|f| f.set(true));
     let a = allocator();
     a.warm_up();
-    // The boot buffer held the C library's earliest allocations: keep it out
-    // of swap and core dumps like the arena (best effort: it is static).
-    let (boot_start, boot_end) = boot_range();
-    let _ = sys::mlock_on_fault(boot_start, boot_end - boot_start);
-    let _ = sys::madvise_dontdump(boot_start, boot_end - boot_start);
+    protect_boot_buffer();
     let _ = IN_START.try_with(|f| f.set(false));
     STATE.store(STARTED, Ordering::Release);
     true
@@ -353,6 +370,8 @@ extern "C" fn report_at_exit() {
         (b" unlocked_bytes=", stats.unlocked_bytes),
         (b" live_allocations=", stats.live_allocations),
         (b" lock_refusals=", stats.lock_refusals),
+        (b" boot_used=", BOOT_USED.load(Ordering::Relaxed)),
+        (b" boot_unlocked=", BOOT_UNLOCKED.load(Ordering::Relaxed)),
     ] {
         sys::write_stderr(name);
         sys::write_stderr(decimal(value, &mut digits));

@@ -22,8 +22,8 @@
 use super::heap::Heap;
 use super::size_class::SLAB_SIZE;
 use super::LockPolicy;
-use crate::sync::{AtomicU8, AtomicUsize, Ordering};
 use crate::sys;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Empty slabs a heap keeps committed and locked at most, so a free/alloc
 /// cycle across a slab boundary does not pay an `munlock`/`mlock` pair.

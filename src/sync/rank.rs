@@ -112,3 +112,67 @@ pub(crate) fn acquire(_rank: Rank) {}
 #[cfg(any(loom, not(any(debug_assertions, secalloc_lockdep))))]
 #[inline(always)]
 pub(crate) fn release(_rank: Rank) {}
+
+#[cfg(all(test, not(loom), any(debug_assertions, secalloc_lockdep)))]
+mod tests {
+    use super::Rank;
+    use crate::sync::Mutex;
+
+    /// Runs `f` in a forked child; returns its wait status.
+    fn in_child(f: fn()) -> libc::c_int {
+        // SAFETY: the child only takes this crate's spin locks (no lock
+        // another thread of the test harness could hold) and then exits.
+        #[allow(unsafe_code)]
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                f();
+                libc::_exit(0);
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            status
+        }
+    }
+
+    static LOW: Mutex<()> = Mutex::new(Rank::HeapClass, ());
+    static HIGH: Mutex<()> = Mutex::new(Rank::HeapPool, ());
+    static HIGH_TOO: Mutex<()> = Mutex::new(Rank::HeapPool, ());
+
+    #[test]
+    fn taking_locks_in_rank_order_is_allowed() {
+        // (Only forked children touch these locks, so no thread of the
+        // harness can hold one across a fork.)
+        let status = in_child(|| {
+            let low = LOW.lock();
+            let high = HIGH.lock();
+            drop(high);
+            drop(low);
+            // Sequential use of one rank is fine too.
+            drop(HIGH.lock());
+            drop(HIGH_TOO.lock());
+        });
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
+    fn an_inversion_or_two_locks_of_one_rank_abort() {
+        for f in [
+            (|| {
+                let _high = HIGH.lock();
+                let _low = LOW.lock();
+            }) as fn(),
+            || {
+                let _one = HIGH.lock();
+                let _two = HIGH_TOO.lock();
+            },
+        ] {
+            let status = in_child(f);
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+                "status {status:#x}"
+            );
+        }
+    }
+}
