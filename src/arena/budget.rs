@@ -195,14 +195,19 @@ pub(crate) fn release(heap: &Heap, addr: usize, len: usize, locked: bool, unlock
     super::heap::sub_saturating(counter, len);
 }
 
-/// Gives back every piece of idle locked memory in the process: empty
-/// slabs and cached large blocks of both heaps. Called with no lock held,
-/// after a refusal, before the request is retried. Returns whether
-/// anything was given back.
+/// Gives back every piece of idle locked memory in the process that this
+/// thread can reach: its own cached slots (so their slabs can empty), then
+/// the empty slabs and cached large blocks of both heaps. Called with no
+/// lock held, after a refusal, before the request is retried. Returns
+/// whether anything was given back. (Other threads' caches hold at most
+/// 16 KiB per class each and return on their next refill or exit.)
 pub(crate) fn reclaim_idle() -> bool {
     #[cfg(not(loom))]
     {
         let mut any = false;
+        for idx in 0..super::HEAP_COUNT {
+            let _ = super::thread_cache::with_cache(idx, |cache, heap| cache.flush(heap));
+        }
         for heap in &super::HEAPS {
             any |= heap.reclaim_idle_slabs();
             any |= heap.large.evict_cache(heap);
