@@ -199,7 +199,7 @@ pub(crate) fn release(heap: &Heap, addr: usize, len: usize, locked: bool, unlock
 /// thread can reach: its own cached slots (so their slabs can empty), then
 /// the empty slabs and cached large blocks of both heaps. Called with no
 /// lock held, after a refusal, before the request is retried. Returns
-/// whether anything was given back. (Other threads' caches hold at most
+/// whether an idle slab or cached block was given back. (Other threads' caches hold at most
 /// 16 KiB per class each and return on their next refill or exit.)
 pub(crate) fn reclaim_idle() -> bool {
     #[cfg(not(loom))]

@@ -176,10 +176,10 @@ impl SecureAlloc {
         if refusals == 0 {
             return ptr::null_mut(); // not a lock refusal: out of memory
         }
-        let mut addr = 0;
-        if budget::reclaim_idle() {
-            addr = self.try_allocate(heap, layout);
-        }
+        // Retry even when nothing idle was found: flushing this thread's
+        // cache may have emptied (and so decommitted) a slab.
+        budget::reclaim_idle();
+        let addr = self.try_allocate(heap, layout);
         if addr == 0 && self.policy == LockPolicy::FailClosed {
             budget::explain_refusal(heap, layout.size());
         }
