@@ -56,6 +56,7 @@ fn main() {
     println!("  locked                 {}", kib(stats.locked_bytes));
     println!("  running unlocked       {}", kib(stats.unlocked_bytes));
     println!("  lock refusals          {}", stats.lock_refusals);
+    println!("  idle, budget held      {}", kib(stats.idle_locked_bytes));
     println!(
         "  RLIMIT_MEMLOCK         soft {}, hard {}",
         limit(soft),
