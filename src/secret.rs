@@ -135,7 +135,13 @@ struct Plaintext {
     buf: PlainBuf,
 }
 
-fn new_plain_buf(capacity: usize) -> Result<PlainBuf, Error> {
+/// A locked buffer for the plaintext of a `len`-byte secret: room for the
+/// padded plaintext and the tag, and sized like the secret's cell, so that
+/// views and cells of small secrets come from the same size class and share
+/// locked slabs instead of each class committing slabs of its own (under a
+/// tight `RLIMIT_MEMLOCK` that is the difference of a whole slab).
+fn new_plain_buf(len: usize) -> Result<PlainBuf, Error> {
+    let capacity = cell_layout(len).map(|l| l.size()).unwrap_or(len);
     let mut buf = PlainBuf::new_in(SecureAlloc::new());
     buf.try_reserve_exact(capacity).map_err(|_| arena_error())?;
     Ok(buf)
@@ -202,7 +208,7 @@ impl<T: Plain> Secret<T> {
     /// caller's stack.
     pub fn new_with(init: impl FnOnce(&mut T)) -> Result<Self, Error> {
         with_key(|_| Ok(()))?;
-        let mut plain = new_plain_buf(core::mem::size_of::<T>() + TAG_LEN)?;
+        let mut plain = new_plain_buf(core::mem::size_of::<T>())?;
         plain.resize(core::mem::size_of::<T>(), 0);
         init(T::view_mut(&mut plain));
         Self::seal_new(plain, SecureAlloc::new(), 0)
@@ -219,7 +225,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         // The key page first: it is the one piece of locked memory every
         // secret needs, so it must not lose the budget to arena slabs.
         with_key(|_| Ok(()))?;
-        let mut plain = new_plain_buf(TAG_LEN)?;
+        let mut plain = new_plain_buf(value.plaintext_len())?;
         value.into_plaintext(&mut plain)?;
         Self::seal_new(plain, alloc, 0)
     }
@@ -264,7 +270,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             return Err(Error::Expired);
         }
         let (cell, len) = entry.cell();
-        let copied = new_plain_buf(sealed_len(len) + TAG_LEN).map(|mut buf| {
+        let copied = new_plain_buf(len).map(|mut buf| {
             // SAFETY: pinned: the body is intact and not being rewritten
             // (rewrites need `&mut self`; purge waits for us to unpin); the
             // length is the registry's, not the cell's.
@@ -399,7 +405,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         A: Clone,
     {
         let plain = self.open()?;
-        let mut copy = new_plain_buf(plain.buf.len() + TAG_LEN)?;
+        let mut copy = new_plain_buf(plain.buf.len())?;
         protect::append(&mut copy, &plain.buf);
         drop(plain);
         Self::seal_new(copy, self.alloc.clone(), self.entry.expires_at_ns())

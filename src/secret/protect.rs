@@ -28,6 +28,12 @@ pub trait Protect: Sized {
     /// Appends the value's bytes to `out` and wipes the value's own memory.
     fn into_plaintext(self, out: &mut PlainBuf) -> Result<(), Error>;
 
+    /// How many plaintext bytes [`Protect::into_plaintext`] will append (a
+    /// hint for sizing the locked buffer once; 0 if unknown).
+    fn plaintext_len(&self) -> usize {
+        0
+    }
+
     /// Checks that `plain` holds a valid value (after decryption).
     fn check(plain: &PlainBuf) -> Result<(), Error>;
 
@@ -59,6 +65,10 @@ unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
 
 impl<T: Plain> Protect for T {
     type View = T;
+
+    fn plaintext_len(&self) -> usize {
+        core::mem::size_of::<T>()
+    }
 
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         // SAFETY: `T: Plain` has no padding, so all its bytes are initialised.
@@ -101,6 +111,10 @@ impl<T: Plain> Protect for T {
 impl Protect for Vec<u8> {
     type View = SecureBytes;
 
+    fn plaintext_len(&self) -> usize {
+        self.len()
+    }
+
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, &self);
         self.zeroize(); // wipes the whole capacity, not just the length
@@ -125,6 +139,10 @@ impl Protect for Vec<u8> {
 impl Protect for Box<[u8]> {
     type View = [u8];
 
+    fn plaintext_len(&self) -> usize {
+        self.len()
+    }
+
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, &self);
         self.zeroize();
@@ -146,6 +164,10 @@ impl Protect for Box<[u8]> {
 
 impl Protect for String {
     type View = SecureString;
+
+    fn plaintext_len(&self) -> usize {
+        self.len()
+    }
 
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, self.as_bytes());
