@@ -93,7 +93,7 @@ fn storage_of<A: Allocator>(cell: usize, layout: Layout) -> u8 {
         // purge wipes no more than the arena handed out.
         match SecureAlloc::usable_size(cell as *const u8) {
             Some(usable) if usable >= layout.size() => flags |= registry::ARENA_OWNED,
-            _ => sys::fatal("secret cell from SecureAlloc is not a live arena block"),
+            _ => crate::fatal::fatal(crate::fatal::FatalKind::Corruption),
         }
     }
     flags
