@@ -635,6 +635,12 @@ impl Heap {
         committed.saturating_sub(self.decommitted_slabs.load(Ordering::Relaxed)) * SLAB_SIZE
     }
 
+    /// Slabs below the frontier that were given back.
+    #[cfg(loom)]
+    pub(crate) fn decommitted_slab_count(&self) -> usize {
+        self.decommitted_slabs.load(Ordering::Relaxed)
+    }
+
     /// Bytes of empty slabs kept committed and locked for reuse.
     pub(crate) fn idle_locked_bytes(&self) -> usize {
         self.idle_locked_slabs.load(Ordering::Relaxed) * SLAB_SIZE

@@ -31,6 +31,11 @@ impl ModelHeap {
         per_class.iter().sum()
     }
 
+    /// Empty slabs that were given back (unlocked and decommitted).
+    pub fn decommitted_slabs(&self) -> usize {
+        self.heap.decommitted_slab_count()
+    }
+
     /// The class serving `size`-byte, 1-aligned requests.
     pub fn class_for(size: usize) -> usize {
         class_for(size, 1).expect("small size")
