@@ -364,9 +364,22 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// `Expired` and the stored ciphertext is wiped (by the first access that
     /// notices; there is no background thread). The deadline is kept in the
     /// registry, not in the cell, so no write into the cell can extend it.
+    ///
+    /// A deadline that has already passed is final: calling this on a
+    /// secret that expired (even one no access has noticed yet) wipes it
+    /// instead of extending it.
     pub fn expire_after(&mut self, ttl: Duration) {
-        let deadline =
-            sys::monotonic_ns().saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64);
+        let now = sys::monotonic_ns();
+        let current = self.entry.expires_at_ns();
+        if current != 0 && now >= current {
+            if self.entry.pin.kill(EXPIRED) {
+                // SAFETY: `&mut self` excludes readers and keeps the cell
+                // alive; the pin protocol gave us the wipe.
+                unsafe { wipe_body(self.entry) };
+            }
+            return;
+        }
+        let deadline = now.saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64);
         self.entry.set_expires_at_ns(deadline.max(1));
     }
 

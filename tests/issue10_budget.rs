@@ -297,3 +297,123 @@ fn a_fork_child_whose_relock_was_refused_can_use_inherited_blocks() {
         "after a refused re-lock in a fork child: {problems:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Found by the attack review: threads, the key page and a small budget
+// ---------------------------------------------------------------------------
+
+#[test]
+fn threads_on_a_small_budget_share_slabs() {
+    if child_scenario().as_deref() == Some("shards") {
+        check_child_memlock(256 * KIB);
+        // Four threads each keep one 16-byte block alive. Spread over four
+        // central-list shards they committed four slabs (the whole 256 KiB)
+        // and the key page no longer fit (seen before the fix: LockRefused).
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let b = ABox::new_in([7u8; 16], SecureAlloc::new());
+                    barrier.wait(); // all hold a block
+                    barrier.wait(); // main has tried
+                    drop(b);
+                })
+            })
+            .collect();
+        barrier.wait();
+        let secret = secalloc::Secret::new(vec![1u8; 32])
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        barrier.wait();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        println!("RESULT secret_ok={}", secret.is_ok());
+        return;
+    }
+    let out = run_unprivileged_child(
+        "threads_on_a_small_budget_share_slabs",
+        "shards",
+        256 * KIB as u64,
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(
+        child_result(&out)["secret_ok"],
+        "true",
+        "four 16-byte blocks on four threads spent a 256 KiB budget"
+    );
+}
+
+#[test]
+fn the_key_page_takes_idle_budget_back_and_explains_a_refusal() {
+    match child_scenario().as_deref() {
+        Some("key_after_free") => {
+            check_child_memlock(512 * KIB);
+            // Blocks of several classes, freed: their slabs hold the
+            // budget until something gives it back. The key page must
+            // (seen before the fix: LockRefused with nothing live).
+            let a = SecureAlloc::new();
+            for size in [16usize, 32, 48, 64, 80, 96, 112, 128] {
+                drop(ABox::new_in(vec![0u8; size].into_boxed_slice(), a));
+                let layout = Layout::from_size_align(size, 8).unwrap();
+                let p = a.allocate(layout).unwrap();
+                // SAFETY: allocated just above with this layout.
+                unsafe { a.deallocate(p.cast(), layout) };
+            }
+            let ok = secalloc::Secret::new(vec![1u8; 32]).is_ok();
+            println!("RESULT secret_ok={ok}");
+        }
+        Some("key_refused") => {
+            check_child_memlock(512 * KIB);
+            // Spend the whole budget outside the arena, so no allocation of
+            // the arena is refused first: the key page's refusal must say
+            // why (seen before the fix: nothing on stderr).
+            let len = 512 * KIB;
+            // SAFETY: a fresh private anonymous mapping, used only here.
+            let ok = unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                p != libc::MAP_FAILED && libc::mlock(p, len) == 0
+            };
+            let refused = matches!(
+                secalloc::Secret::new(vec![1u8; 32]),
+                Err(secalloc::Error::LockRefused(_))
+            );
+            println!("RESULT spent={ok} refused={refused}");
+        }
+        _ => {
+            let out = run_unprivileged_child(
+                "the_key_page_takes_idle_budget_back_and_explains_a_refusal",
+                "key_after_free",
+                512 * KIB as u64,
+            );
+            assert!(out.status.success(), "{:?}", out.status);
+            assert_eq!(
+                child_result(&out)["secret_ok"],
+                "true",
+                "key page refused with nothing live"
+            );
+            let out = run_unprivileged_child(
+                "the_key_page_takes_idle_budget_back_and_explains_a_refusal",
+                "key_refused",
+                512 * KIB as u64,
+            );
+            assert!(out.status.success(), "{:?}", out.status);
+            let r = child_result(&out);
+            assert_eq!(
+                (r["spent"].as_str(), r["refused"].as_str()),
+                ("true", "true")
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("RLIMIT_MEMLOCK") && stderr.contains("asked=4096"),
+                "the key page's refusal was not explained: {stderr}"
+            );
+        }
+    }
+}

@@ -206,6 +206,23 @@ fn a_corrupted_length_in_the_cell_neither_leaks_nor_wipes_neighbours() {
     );
 }
 
+/// Found by the attack review: `expire_after` on a secret whose deadline
+/// had passed (but that no access had noticed yet) extended it, and the
+/// expired plaintext opened again.
+#[test]
+fn a_passed_deadline_cannot_be_extended() {
+    let mut s = Secret::new(vec![1u8, 2, 3])
+        .unwrap()
+        .with_expiry(Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(5));
+    s.expire_after(Duration::from_secs(1000));
+    assert_eq!(s.expose(|v| v.len()), Err(Error::Expired));
+    assert!(
+        s.sealed_bytes_mut().iter().all(|&b| b == 0),
+        "expired cell not wiped"
+    );
+}
+
 #[test]
 fn zeroing_the_expiry_in_the_cell_does_not_revive_an_expired_secret() {
     let s: Secret<Vec<u8>> = Secret::new(vec![0x42u8; 32])

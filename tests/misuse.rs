@@ -60,17 +60,38 @@ fn misuse(scenario: &str) {
                 a.dealloc(p, l);
                 let _ = a.realloc(p, l, 64);
             }
+            // Found by the attack review: with an alignment change the
+            // checks were skipped and `old.size()` bytes were copied out of
+            // a 16-byte slot before anything was validated (SIGSEGV).
+            "grow_wrong_old_with_align_change" => {
+                use allocator_api2::alloc::Allocator;
+                let small = Layout::from_size_align(16, 8).unwrap();
+                let p = Allocator::allocate(&a, small).unwrap().cast::<u8>();
+                let _ = Allocator::grow(
+                    &a,
+                    p,
+                    Layout::from_size_align(1 << 20, 8).unwrap(),
+                    Layout::from_size_align(2 << 20, 16).unwrap(),
+                );
+            }
+            "grow_freed_with_align_change" => {
+                use allocator_api2::alloc::Allocator;
+                let p = Allocator::allocate(&a, l).unwrap().cast::<u8>();
+                Allocator::deallocate(&a, p, l);
+                let _ = Allocator::grow(&a, p, l, Layout::from_size_align(64, 16).unwrap());
+            }
             other => panic!("unknown scenario {other}"),
         }
     }
 }
 
 const INVALID_FREE: &str = "invalid free: a pointer secalloc did not allocate (or already freed)";
+const USE_AFTER_FREE: &str = "use after free: realloc of a freed pointer";
 const MISMATCH: &str =
     "mismatched layout: the free or realloc layout does not match the allocation";
 
 /// Each misuse and the exact last line it must print.
-const CASES: [(&str, &str); 9] = [
+const CASES: [(&str, &str); 11] = [
     ("double_free", "double free detected"),
     ("double_free_large", INVALID_FREE),
     ("foreign_free", INVALID_FREE),
@@ -81,10 +102,9 @@ const CASES: [(&str, &str); 9] = [
     ("large_freed_with_other_layout", MISMATCH),
     ("same_class_other_size", MISMATCH),
     ("large_realloc_with_other_layout", MISMATCH),
-    (
-        "realloc_after_free",
-        "use after free: realloc of a freed pointer",
-    ),
+    ("realloc_after_free", USE_AFTER_FREE),
+    ("grow_wrong_old_with_align_change", MISMATCH),
+    ("grow_freed_with_align_change", USE_AFTER_FREE),
 ];
 
 #[test]

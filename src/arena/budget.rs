@@ -111,6 +111,17 @@ pub(crate) fn lock_limit() -> Option<usize> {
     }
 }
 
+/// Below this lock limit threads do not spread over central-list shards
+/// (each shard holds slabs of its own): 64 MiB, where 4 shards x 36 classes
+/// x 64 KiB slabs would be 14% of the budget.
+const SHARDING_LIMIT_MIN: usize = 64 << 20;
+
+/// Whether threads may use separate central-list shards (the budget is
+/// large enough, or does not apply).
+pub(crate) fn shards_allowed() -> bool {
+    lock_limit().is_none_or(|limit| limit >= SHARDING_LIMIT_MIN)
+}
+
 /// Empty slabs a heap may keep locked while idle.
 pub(crate) fn idle_slab_cap() -> usize {
     match lock_limit() {
@@ -216,6 +227,13 @@ pub(crate) fn reclaim_idle() -> bool {
     }
     #[cfg(loom)]
     false
+}
+
+/// [`explain_refusal`] for a refusal outside the heaps (the key page),
+/// reporting what the fail-closed heap has locked.
+#[cfg(not(loom))]
+pub(crate) fn explain_key_refusal(asked: usize) {
+    explain_refusal(&super::HEAPS[0], asked);
 }
 
 /// Prints, once per process, why a fail-closed allocation of `asked` bytes

@@ -287,7 +287,37 @@ impl SecureAlloc {
         fatal(FatalKind::InvalidRealloc);
     }
 
-    /// Moves or resizes `addr` to `new_layout`; null (old block intact) on failure.
+    /// Checks that `addr` is a live block that `old` describes (exactly, for
+    /// a Rust caller), aborting otherwise — before anything reads from it.
+    fn validate_live(&self, addr: usize, old: Layout, caller: Caller) {
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                let (_, meta, class, slot) = heap.locate(addr);
+                let Some(size) = meta.live_size(slot) else {
+                    fatal(FatalKind::UseAfterFree);
+                };
+                if caller == Caller::Rust
+                    && (size != old.size() || class_for(old.size(), old.align()) != Some(class))
+                {
+                    fatal(FatalKind::LayoutMismatch);
+                }
+                return;
+            }
+        }
+        for heap in &HEAPS {
+            if let Some(block) = heap.large.find(addr) {
+                if caller == Caller::Rust && !block.matches(old) {
+                    fatal(FatalKind::LayoutMismatch);
+                }
+                return;
+            }
+        }
+        fatal(FatalKind::InvalidRealloc);
+    }
+
+    /// Moves or resizes `addr` to `new_layout`; null (old block intact) on
+    /// failure. The old block is validated first, so a wrong layout or a
+    /// freed pointer aborts before a byte of it is copied.
     fn reallocate_raw(
         &self,
         addr: usize,
@@ -295,6 +325,7 @@ impl SecureAlloc {
         new_layout: Layout,
         caller: Caller,
     ) -> *mut u8 {
+        self.validate_live(addr, old, caller);
         if new_layout.align() == old.align()
             && self.resize_in_place(addr, old, new_layout.size(), caller)
         {

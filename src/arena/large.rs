@@ -78,6 +78,13 @@ struct Registry {
     cache_locked_bytes: usize, // of `cache_bytes`, locked
 }
 
+impl LargeBlock {
+    /// Whether a Rust caller's `layout` is this block's (size and alignment).
+    pub(crate) fn matches(&self, layout: Layout) -> bool {
+        layout.size() == self.size && layout.align() == self.align
+    }
+}
+
 /// The large-block side of a heap.
 pub(crate) struct LargeHeap {
     registry: Mutex<Registry>,
@@ -154,7 +161,7 @@ impl LargeHeap {
         let Some(block) = self.registry.lock().remove(data) else {
             return false;
         };
-        if layout.is_some_and(|l| l.size() != block.size || l.align() != block.align) {
+        if layout.is_some_and(|l| !block.matches(l)) {
             fatal(FatalKind::LayoutMismatch);
         }
         // SAFETY: the block was live and is now ours alone: the registry no
@@ -193,7 +200,7 @@ impl LargeHeap {
         let mut reg = self.registry.lock();
         let i = reg.find(data)?;
         let mut block = reg.entry(i);
-        if checked.is_some_and(|l| l.size() != block.size || l.align() != block.align) {
+        if checked.is_some_and(|l| !block.matches(l)) {
             drop(reg);
             fatal(FatalKind::LayoutMismatch);
         }

@@ -165,7 +165,15 @@ mod tls {
                             return None;
                         }
                         // Spread threads over the central-list shards.
-                        let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+                        // Under a tight lock budget every thread shares
+                        // shard 0: each shard commits slabs of its own, and
+                        // 4 shards x the classes in use would spend a small
+                        // container's whole budget on a few live blocks.
+                        let shard = if crate::arena::budget::shards_allowed() {
+                            NEXT_SHARD.fetch_add(1, Ordering::Relaxed)
+                        } else {
+                            0
+                        };
                         for cache in &caches.heaps {
                             // SAFETY: BUSY excludes any other reference.
                             unsafe { (*cache.get()).set_shard(shard) };

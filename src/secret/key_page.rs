@@ -143,7 +143,19 @@ fn material() -> Result<&'static KeyMaterial, Error> {
         // SAFETY: as above.
         return Ok(unsafe { &*(addr as *const KeyMaterial) });
     }
-    let (addr, secretmem) = map_page()?;
+    let (addr, secretmem) = match map_page() {
+        // Idle arena memory may hold the budget the key page needs: give it
+        // back and try once more, as the arena does for its own requests.
+        Err(Error::LockRefused(_)) => {
+            crate::arena::budget::reclaim_idle();
+            map_page().inspect_err(|e| {
+                if matches!(e, Error::LockRefused(_)) {
+                    crate::arena::budget::explain_key_refusal(KEY_PAGE_LEN);
+                }
+            })?
+        }
+        other => other?,
+    };
     if let Err(e) = fill_key(addr) {
         // SAFETY: the page is ours and nothing references it.
         unsafe {
