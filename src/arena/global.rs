@@ -243,26 +243,15 @@ impl SecureAlloc {
         fatal(FatalKind::InvalidFree);
     }
 
-    /// Resizes in place when the size class (or large mapping) allows.
-    fn resize_in_place(
-        &self,
-        addr: usize,
-        layout: Layout,
-        new_size: usize,
-        caller: Caller,
-    ) -> bool {
+    /// Resizes in place when the size class (or large mapping) allows. The
+    /// block was validated against `layout` by [`Self::validate_live`].
+    fn resize_in_place(&self, addr: usize, layout: Layout, new_size: usize) -> bool {
         for heap in &HEAPS {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
-                if class_for(layout.size(), layout.align()) != Some(class) {
-                    fatal(FatalKind::LayoutMismatch);
-                }
                 let Some(size) = meta.live_size(slot) else {
                     fatal(FatalKind::UseAfterFree);
                 };
-                if caller == Caller::Rust && size != layout.size() {
-                    fatal(FatalKind::LayoutMismatch);
-                }
                 if class_for(new_size, layout.align()) != Some(class) {
                     return false;
                 }
@@ -278,9 +267,8 @@ impl SecureAlloc {
             // A large block shrinking into the small range moves to a slab.
             return false;
         }
-        let checked = (caller == Caller::Rust).then_some(layout);
         for heap in &HEAPS {
-            if let Some(resized) = heap.large.resize_in_place(addr, checked, new_size) {
+            if let Some(resized) = heap.large.resize_in_place(addr, new_size) {
                 return resized;
             }
         }
@@ -326,9 +314,7 @@ impl SecureAlloc {
         caller: Caller,
     ) -> *mut u8 {
         self.validate_live(addr, old, caller);
-        if new_layout.align() == old.align()
-            && self.resize_in_place(addr, old, new_layout.size(), caller)
-        {
+        if new_layout.align() == old.align() && self.resize_in_place(addr, old, new_layout.size()) {
             return addr as *mut u8;
         }
         let new = self.allocate_raw(new_layout);

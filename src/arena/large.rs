@@ -188,22 +188,13 @@ impl LargeHeap {
 
     /// Shrinks or grows the block at `data` in place when its mapping has
     /// room and would not waste more than half of it; wipes a shrunk tail.
-    /// `None` if no live block starts at `data` in this heap. A Rust
-    /// caller's `layout` (`checked`) must be the block's.
-    pub(crate) fn resize_in_place(
-        &self,
-        data: usize,
-        checked: Option<Layout>,
-        new_size: usize,
-    ) -> Option<bool> {
+    /// `None` if no live block starts at `data` in this heap. The caller
+    /// validated its layout first.
+    pub(crate) fn resize_in_place(&self, data: usize, new_size: usize) -> Option<bool> {
         let page = sys::page_size();
         let mut reg = self.registry.lock();
         let i = reg.find(data)?;
         let mut block = reg.entry(i);
-        if checked.is_some_and(|l| !block.matches(l)) {
-            drop(reg);
-            fatal(FatalKind::LayoutMismatch);
-        }
         if new_size > block.data_len || round_up(new_size.max(1), page) < block.data_len / 2 {
             return Some(false);
         }
