@@ -324,6 +324,21 @@ fn debug_of_the_vec_view_is_redacted() {
         "Debug of the plaintext view prints the secret: {shown}"
     );
     assert!(shown.contains("REDACTED"), "{shown}");
+    // The same for the other byte and string views (the `Box<[u8]>` view
+    // printed `[104, 117, 110, ...]` until it became a `SecureBytes`: found
+    // by the attack review).
+    let b: Secret<Box<[u8]>> = Secret::new(b"hunter2".to_vec().into_boxed_slice()).unwrap();
+    let t: Secret<String> = Secret::new("hunter2".to_string()).unwrap();
+    for shown in [
+        b.expose(|v| format!("{v:?}")).unwrap(),
+        t.expose(|v| format!("{v:?}")).unwrap(),
+    ] {
+        assert!(
+            !shown.contains("104") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("REDACTED"), "{shown}");
+    }
 }
 
 // ---------------------------------------------------------------------------

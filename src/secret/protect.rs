@@ -137,7 +137,7 @@ impl Protect for Vec<u8> {
 }
 
 impl Protect for Box<[u8]> {
-    type View = [u8];
+    type View = SecureBytes;
 
     fn plaintext_len(&self) -> usize {
         self.len()
@@ -153,12 +153,12 @@ impl Protect for Box<[u8]> {
         Ok(())
     }
 
-    fn view(plain: &PlainBuf) -> &[u8] {
-        plain
+    fn view(plain: &PlainBuf) -> &SecureBytes {
+        Vec::<u8>::view(plain)
     }
 
-    fn view_mut(plain: &mut PlainBuf) -> &mut [u8] {
-        plain
+    fn view_mut(plain: &mut PlainBuf) -> &mut SecureBytes {
+        Vec::<u8>::view_mut(plain)
     }
 }
 
