@@ -448,9 +448,10 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
 
 impl<T: Protect, A: Allocator> Drop for Secret<T, A> {
     fn drop(&mut self) {
-        // Unregistered first, so purge can no longer reach the cell.
-        registry::unregister(self.entry);
-        let (cell, len) = self.entry.cell();
+        // Unregistered first, so purge can no longer reach the cell; the
+        // entry may be reused by another thread from here on, so the cell
+        // comes from `unregister`, not from a later read of the entry.
+        let (cell, len) = registry::unregister(self.entry);
         if let (Ok(layout), Some(cell)) = (cell_layout(len), NonNull::new(cell as *mut u8)) {
             // SAFETY: unregistered; `&mut self` excludes readers; the cell
             // came from `self.alloc` with this layout (the registry's length).

@@ -365,3 +365,46 @@ fn fork_while_threads_use_secrets_stats_and_large_blocks_does_not_hang() {
     );
     assert!(out.status.success(), "fork storm failed: {:?}", out.status);
 }
+
+/// Found by CI on this session's own code: `Drop` read the cell from the
+/// registry entry after unregistering it, when another thread may already
+/// have reused the entry — and freed that thread's cell (seen: "invalid
+/// free" abort during the fork storm). Creating and dropping secrets of
+/// different sizes on several threads, each checking its own contents,
+/// catches it within a few thousand rounds; run in a child so an abort is
+/// reported as a failure of this test alone.
+#[test]
+fn concurrent_create_and_drop_never_frees_another_secrets_cell() {
+    if child_scenario().as_deref() == Some("churn") {
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..250_000usize {
+                        let len = 1 + (i * 7 + t as usize * 13) % 300;
+                        let s = Secret::new(vec![t; len]).unwrap();
+                        assert!(s
+                            .expose(|v| v.len() == len && v.iter().all(|&b| b == t))
+                            .unwrap());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        println!("RESULT ok=true");
+        return;
+    }
+    let (out, in_time) = run_child_with_watchdog(
+        "concurrent_create_and_drop_never_frees_another_secrets_cell",
+        "churn",
+        Duration::from_secs(60),
+    );
+    assert!(in_time, "churn hung");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

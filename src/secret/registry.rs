@@ -176,14 +176,18 @@ pub(crate) fn register(
     Ok(e)
 }
 
-/// Removes a secret's entry (from its `Drop`). Afterwards purge cannot
-/// reach the cell, so the caller may wipe and free it.
-pub(crate) fn unregister(e: &'static Entry) {
+/// Removes a secret's entry (from its `Drop`) and returns the cell it
+/// described, `(address, plaintext length)`. Afterwards purge cannot reach
+/// the cell, so the caller may wipe and free it — and the entry may be
+/// reused at once by another thread, so the caller must not read it again.
+pub(crate) fn unregister(e: &'static Entry) -> (usize, usize) {
     let mut table = lock_table();
+    let cell = e.cell();
     e.flags.store(0, Ordering::Relaxed);
     let index = e.index.load(Ordering::Relaxed) as usize;
     e.next_free.store(table.free_head, Ordering::Relaxed);
     table.free_head = index as u32 + 1;
+    cell
 }
 
 /// Points a secret's entry at a new cell (a re-seal that changed the
