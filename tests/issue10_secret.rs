@@ -381,7 +381,14 @@ fn concurrent_create_and_drop_never_frees_another_secrets_cell() {
                 std::thread::spawn(move || {
                     for i in 0..250_000usize {
                         let len = 1 + (i * 7 + t as usize * 13) % 300;
-                        let s = Secret::new(vec![t; len]).unwrap();
+                        let mut s = Secret::new(vec![t; len]).unwrap();
+                        let mut len = len;
+                        if t % 2 == 1 {
+                            // Odd threads also move their cells (a resize
+                            // re-points the entry under the lock).
+                            s.expose_mut(|v| v.resize(len + 40, t)).unwrap().unwrap();
+                            len += 40;
+                        }
                         assert!(s
                             .expose(|v| v.len() == len && v.iter().all(|&b| b == t))
                             .unwrap());
