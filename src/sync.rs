@@ -55,8 +55,9 @@ pub(crate) fn spin_hint() {
 
 /// Waiting that gets politer the longer it lasts: a few rounds of doubling
 /// spin hints (a lock holder on another core is usually out within
-/// nanoseconds), then `sched_yield`, so a waiter never burns a core that
-/// the holder — perhaps preempted, perhaps in a long `purge` — needs.
+/// nanoseconds), then `sched_yield`, then short sleeps, so a waiter never
+/// burns a core that the holder — perhaps preempted, perhaps in a long
+/// `purge` — needs.
 pub(crate) struct Backoff {
     round: u32, // rounds waited so far
 }
@@ -70,6 +71,11 @@ impl Backoff {
         Backoff { round: 0 }
     }
 
+    /// Yield rounds before the waiter starts sleeping: `sched_yield` on an
+    /// otherwise idle core returns at once, so a long wait (a purge wiping
+    /// gigabytes under the registry lock) would still be a busy loop.
+    const YIELD_ROUNDS: u32 = Self::SPIN_ROUNDS + 16;
+
     /// Waits a little longer than last time.
     #[inline]
     pub(crate) fn snooze(&mut self) {
@@ -78,8 +84,11 @@ impl Backoff {
                 spin_hint();
             }
             self.round += 1;
-        } else {
+        } else if self.round < Self::YIELD_ROUNDS {
             crate::sys::sched_yield();
+            self.round += 1;
+        } else {
+            crate::sys::sleep_briefly();
         }
     }
 }

@@ -417,3 +417,66 @@ fn the_key_page_takes_idle_budget_back_and_explains_a_refusal() {
         }
     }
 }
+
+/// Found by the second attack review: a commit step locks up to 16 slabs,
+/// and those past the last one a class used were neither idle nor given
+/// back. 3,072 blocks of 64 B use 3 of the 4 slabs committed under 256 KiB;
+/// afterwards a 248 KiB block was refused with nothing live.
+#[test]
+fn committed_but_never_used_slabs_give_their_budget_back() {
+    if child_scenario().as_deref() == Some("tail") {
+        check_child_memlock(256 * KIB);
+        let n = count_small_blocks(3072);
+        let whole = one_block_fits(256 * KIB - 2 * 4096);
+        println!("RESULT n={n} whole={whole}");
+        return;
+    }
+    let out = run_unprivileged_child(
+        "committed_but_never_used_slabs_give_their_budget_back",
+        "tail",
+        256 * KIB as u64,
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+    let r = child_result(&out);
+    assert_eq!(r["n"], "3072");
+    assert_eq!(
+        r["whole"], "true",
+        "an unused committed slab kept its budget"
+    );
+}
+
+/// Found by the second attack review: a best-effort large block ran
+/// unlocked (swappable) while the fail-closed heap's freed blocks sat in
+/// its cache holding the budget.
+#[test]
+fn best_effort_takes_idle_budget_back_before_running_unlocked() {
+    if child_scenario().as_deref() == Some("best_effort_idle") {
+        check_child_memlock(8 * MIB);
+        let strict = SecureAlloc::new();
+        let two = Layout::from_size_align(2 * MIB, 8).unwrap();
+        let blocks: Vec<_> = (0..3).map(|_| strict.allocate(two).unwrap()).collect();
+        for p in blocks {
+            // SAFETY: allocated above with this layout.
+            unsafe { strict.deallocate(p.cast(), two) };
+        }
+        let relaxed = SecureAlloc::best_effort();
+        let seven = Layout::from_size_align(7 * MIB, 8).unwrap();
+        let p = relaxed.allocate(seven).unwrap();
+        let locked = SecureAlloc::is_locked(p.cast::<u8>().as_ptr());
+        // SAFETY: allocated above with this layout.
+        unsafe { relaxed.deallocate(p.cast(), seven) };
+        println!("RESULT locked={locked:?}");
+        return;
+    }
+    let out = run_unprivileged_child(
+        "best_effort_takes_idle_budget_back_before_running_unlocked",
+        "best_effort_idle",
+        8 * MIB as u64,
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(
+        child_result(&out)["locked"],
+        "Some(true)",
+        "ran unlocked while idle memory held the budget"
+    );
+}

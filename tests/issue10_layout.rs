@@ -80,3 +80,37 @@ fn a_64_tib_request_is_refused() {
         has_cap_ipc_lock()
     );
 }
+
+/// Found by the second attack review: as root, each request was compared
+/// with physical memory alone, so four requests of a third of it each were
+/// all "locked" (47 GiB on a 23 GiB machine). Nothing is touched here.
+#[test]
+fn requests_that_together_exceed_physical_memory_are_refused() {
+    let a = SecureAlloc::new();
+    let phys = {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: usize = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib * 1024
+    };
+    let layout = Layout::from_size_align(phys / 3, 4096).unwrap();
+    let mut granted = Vec::new();
+    for _ in 0..6 {
+        match a.allocate(layout) {
+            Ok(p) => granted.push(p),
+            Err(_) => break,
+        }
+    }
+    let count = granted.len();
+    for p in granted {
+        // SAFETY: allocated above with this layout, never touched.
+        unsafe { a.deallocate(p.cast(), layout) };
+    }
+    assert!(
+        count <= 3,
+        "{count} requests of a third of physical memory each were granted"
+    );
+}

@@ -80,6 +80,13 @@ fn misuse(scenario: &str) {
                 Allocator::deallocate(&a, p, l);
                 let _ = Allocator::grow(&a, p, l, Layout::from_size_align(64, 16).unwrap());
             }
+            // Found by the second attack review: a live block freed with a
+            // zero-size layout was silently ignored (a leak, exit 0).
+            "dealloc_with_zero_size" => {
+                use allocator_api2::alloc::Allocator;
+                let p = Allocator::allocate(&a, l).unwrap().cast::<u8>();
+                Allocator::deallocate(&a, p, Layout::from_size_align(0, 8).unwrap());
+            }
             other => panic!("unknown scenario {other}"),
         }
     }
@@ -91,7 +98,7 @@ const MISMATCH: &str =
     "mismatched layout: the free or realloc layout does not match the allocation";
 
 /// Each misuse and the exact last line it must print.
-const CASES: [(&str, &str); 11] = [
+const CASES: [(&str, &str); 12] = [
     ("double_free", "double free detected"),
     ("double_free_large", INVALID_FREE),
     ("foreign_free", INVALID_FREE),
@@ -105,6 +112,7 @@ const CASES: [(&str, &str); 11] = [
     ("realloc_after_free", USE_AFTER_FREE),
     ("grow_wrong_old_with_align_change", MISMATCH),
     ("grow_freed_with_align_change", USE_AFTER_FREE),
+    ("dealloc_with_zero_size", MISMATCH),
 ];
 
 #[test]

@@ -142,7 +142,16 @@ pub(crate) fn large_cache_cap() -> usize {
 /// fail-closed heap, locked). Counts a refusal when the lock limit is what
 /// rules it out.
 pub(crate) fn admissible(heap: &Heap, len: usize) -> bool {
-    if len > physical_memory() {
+    // Memory the arena already holds (locked or not) counts: four 11 GiB
+    // requests on a 23 GiB machine can never all be backed.
+    #[cfg(not(loom))]
+    let held: usize = super::HEAPS
+        .iter()
+        .map(|h| h.locked_bytes.load(Ordering::Relaxed) + h.unlocked_bytes.load(Ordering::Relaxed))
+        .sum();
+    #[cfg(loom)]
+    let held = 0;
+    if len.saturating_add(held) > physical_memory() {
         return false;
     }
     if heap.policy() == LockPolicy::FailClosed {

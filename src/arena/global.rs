@@ -418,7 +418,10 @@ unsafe impl Allocator for SecureAlloc {
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
+        // A zero-size block is the dangling pointer `allocate` returned for
+        // it; anything else freed with a zero-size layout is a real block
+        // freed with the wrong layout, which `free_raw` reports.
+        if layout.size() != 0 || ptr.as_ptr() as usize != layout.align() {
             self.free_raw(ptr.as_ptr() as usize, Some(layout));
         }
     }

@@ -487,7 +487,7 @@ impl Heap {
             return false;
         }
         let mut pool = self.pool.lock();
-        let mut any = false;
+        let mut any = self.release_fresh_tail(&mut pool);
         while pool.free_head != NO_SLAB {
             let slab = pool.free_head as usize - 1;
             let locked = self.meta(slab).is_locked();
@@ -505,6 +505,37 @@ impl Heap {
             any = true;
         }
         any
+    }
+
+    /// Gives back the committed slabs past the frontier, which a commit
+    /// step locked but no class has used yet (pool lock held): the commit
+    /// frontier moves back to the assignment frontier. Nothing can point
+    /// into them (no slot there was ever handed out).
+    fn release_fresh_tail(&self, pool: &mut SlabPool) -> bool {
+        if pool.committed == pool.frontier {
+            return false;
+        }
+        let start = self.slab_addr(pool.frontier);
+        let len = (pool.committed - pool.frontier) * SLAB_SIZE;
+        // SAFETY: past the assignment frontier: never handed out, untouched.
+        if unsafe { sys::mprotect(start, len, sys::Protection::None) }.is_err() {
+            return false;
+        }
+        for slab in pool.frontier..pool.committed {
+            let meta = self.meta(slab);
+            budget::release(
+                self,
+                self.slab_addr(slab),
+                SLAB_SIZE,
+                meta.is_locked(),
+                true,
+            );
+            meta.set_locked(false);
+        }
+        pool.committed = pool.frontier;
+        self.committed_slabs
+            .store(pool.committed, Ordering::Release);
+        true
     }
 
     /// Drops an empty slab's pages and budget (pool lock held). Its memory

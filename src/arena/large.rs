@@ -355,7 +355,21 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
         let _ = unsafe { sys::munmap(map_base, map_len) };
         return None;
     }
-    match budget::lock(heap, data, data_len) {
+    // A best-effort heap would fall back to unlocked memory at once: give
+    // idle locked memory back first (no lock is held here), so it runs
+    // unlocked only when the budget is truly spent. A fail-closed refusal
+    // is retried after reclaiming by the caller.
+    let outcome = if heap.policy() == LockPolicy::BestEffort {
+        if budget::lock_quietly(heap, data, data_len) {
+            Some(true)
+        } else {
+            budget::reclaim_idle();
+            budget::lock(heap, data, data_len)
+        }
+    } else {
+        budget::lock(heap, data, data_len)
+    };
+    match outcome {
         Some(locked) => block.locked = locked,
         None => {
             // Not counted.

@@ -198,3 +198,8 @@ pub fn fatal_parts(parts: &[&[u8]]) -> ! {
         .collect();
     panic!("secalloc: fatal: {}", text.concat())
 }
+
+/// A yield the model checker sees.
+pub fn sleep_briefly() {
+    loom::thread::yield_now();
+}

@@ -487,3 +487,13 @@ pub fn fatal_parts(parts: &[&[u8]]) -> ! {
     // SAFETY: abort has no preconditions and does not return.
     unsafe { libc::abort() }
 }
+
+/// Sleeps about 50 µs (a lock waiter that has yielded long enough).
+pub fn sleep_briefly() {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000,
+    };
+    // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+}

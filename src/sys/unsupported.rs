@@ -172,3 +172,8 @@ pub fn fatal_parts(parts: &[&[u8]]) -> ! {
     // SAFETY: abort has no preconditions and does not return.
     unsafe { libc::abort() }
 }
+
+/// Sleeps briefly.
+pub fn sleep_briefly() {
+    std::thread::sleep(std::time::Duration::from_micros(50));
+}
