@@ -74,6 +74,20 @@ impl fmt::Display for OsError {
 /// Result of an OS call.
 pub type OsResult<T> = Result<T, OsError>;
 
+/// Formats `value` in decimal into `buf` and returns the digits, without
+/// allocating (for messages written from inside the allocator).
+pub fn decimal(mut value: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 /// Memory protections used by the crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protection {
@@ -99,3 +113,14 @@ pub use unsupported::*;
 mod fake;
 #[cfg(loom)]
 pub use fake::*;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn decimal_formats_without_allocating() {
+        let mut buf = [0u8; 20];
+        for v in [0usize, 7, 10, 65536, usize::MAX] {
+            assert_eq!(super::decimal(v, &mut buf), v.to_string().as_bytes());
+        }
+    }
+}

@@ -339,19 +339,6 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
 // Exit report
 // ---------------------------------------------------------------------------
 
-/// Formats `value` in decimal into `buf`, returning the digits.
-fn decimal(mut value: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 extern "C" fn report_at_exit() {
     if sys::getenv(c"SECALLOC_REPORT").is_none() || STATE.load(Ordering::Acquire) != STARTED {
         return;
@@ -374,7 +361,7 @@ extern "C" fn report_at_exit() {
         (b" boot_unlocked=", BOOT_UNLOCKED.load(Ordering::Relaxed)),
     ] {
         sys::write_stderr(name);
-        sys::write_stderr(decimal(value, &mut digits));
+        sys::write_stderr(sys::decimal(value, &mut digits));
     }
     sys::write_stderr(b"\n");
 }

@@ -245,6 +245,15 @@ pub(crate) fn explain_key_refusal(asked: usize) {
     explain_refusal(&super::HEAPS[0], asked);
 }
 
+/// A limit for the refusal message: its digits, or "unlimited".
+fn limit_text(limit: usize, digits: &mut [u8; 20]) -> &[u8] {
+    if limit == usize::MAX {
+        b"unlimited"
+    } else {
+        sys::decimal(limit, digits)
+    }
+}
+
 /// Prints, once per process, why a fail-closed allocation of `asked` bytes
 /// was refused and how to fix it. Allocation-free.
 pub(crate) fn explain_refusal(heap: &Heap, asked: usize) {
@@ -252,63 +261,23 @@ pub(crate) fn explain_refusal(heap: &Heap, asked: usize) {
         return;
     }
     let (soft, hard) = sys::memlock_limit().unwrap_or((usize::MAX, usize::MAX));
-    let mut a = [0u8; 20];
-    let mut b = [0u8; 20];
-    let mut c = [0u8; 20];
-    let mut d = [0u8; 20];
-    let limit_text = |v: usize, buf: &mut [u8; 20]| -> usize {
-        if v == usize::MAX {
-            buf[..9].copy_from_slice(b"unlimited");
-            9
-        } else {
-            decimal(v, buf)
-        }
-    };
-    let na = limit_text(soft, &mut a);
-    let nb = limit_text(hard, &mut b);
-    let nc = decimal(asked, &mut c);
-    let nd = decimal(heap.locked_bytes.load(Ordering::Relaxed), &mut d);
+    let mut bufs = [[0u8; 20]; 4];
+    let [a, b, c, d] = &mut bufs;
+    let soft = limit_text(soft, a);
+    let hard = limit_text(hard, b);
+    let asked = sys::decimal(asked, c);
+    let locked = sys::decimal(heap.locked_bytes.load(Ordering::Relaxed), d);
     for part in [
         &b"secalloc: refused to hand out unlocked memory: RLIMIT_MEMLOCK soft="[..],
-        &a[..na],
+        soft,
         b" hard=",
-        &b[..nb],
+        hard,
         b" bytes, already locked=",
-        &d[..nd],
+        locked,
         b", asked=",
-        &c[..nc],
+        asked,
         b"; fix: raise the limit (ulimit -l, systemd LimitMEMLOCK=, docker --ulimit memlock=N:N), grant CAP_IPC_LOCK, or use SecureAlloc::best_effort()\n",
     ] {
         sys::write_stderr(part);
-    }
-}
-
-/// Writes `value` in decimal at the start of `buf`; returns the length.
-fn decimal(mut value: usize, buf: &mut [u8; 20]) -> usize {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (value % 10) as u8;
-        n += 1;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        buf[i] = digits[n - 1 - i];
-    }
-    n
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    #[test]
-    fn decimal_formats_without_allocating() {
-        let mut buf = [0u8; 20];
-        for v in [0usize, 7, 10, 65536, usize::MAX] {
-            let n = super::decimal(v, &mut buf);
-            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), v.to_string());
-        }
     }
 }

@@ -400,11 +400,7 @@ pub fn physical_memory() -> usize {
 /// This path never allocates and never unwinds, so it is safe inside the
 /// allocator.
 pub fn fatal(message: &str) -> ! {
-    write_stderr(b"secalloc: fatal: ");
-    write_stderr(message.as_bytes());
-    write_stderr(b"\n");
-    // SAFETY: abort has no preconditions and does not return.
-    unsafe { libc::abort() }
+    fatal_parts(&[message.as_bytes()])
 }
 
 /// Reads an environment variable without allocating (for the preload

@@ -120,11 +120,7 @@ pub fn write_stderr(bytes: &[u8]) {
 }
 /// Reports a fatal error and aborts.
 pub fn fatal(message: &str) -> ! {
-    write_stderr(b"secalloc: fatal: ");
-    write_stderr(message.as_bytes());
-    write_stderr(b"\n");
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
+    fatal_parts(&[message.as_bytes()])
 }
 /// Environment lookups are not needed off Linux.
 pub fn getenv(_name: &core::ffi::CStr) -> Option<&'static [u8]> {

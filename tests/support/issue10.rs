@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Environment variable naming the child scenario (same as support::CHILD_ENV).
-pub const CHILD_ENV: &str = "SECALLOC_TEST_CHILD";
+use crate::support::CHILD_ENV;
 
 /// Waits for `child` up to `limit`, killing it if it is still running.
 /// Returns its output and whether it finished in time.
