@@ -1,6 +1,6 @@
 //! SecureAlloc against the system allocator (glibc) and zeroizing-alloc over
 //! the system allocator, in one process and one run, interleaved round by
-//! round (A B C A B C ...), printing medians and ratios to the system
+//! round (A B C A B C ...), printing medians of process CPU time and ratios to the system
 //! allocator. The three are used as explicit allocator values (not as the
 //! global allocator), so the same code runs on each.
 //!
@@ -11,7 +11,7 @@ use allocator_api2::vec::Vec as AVec;
 use secalloc::SecureAlloc;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroizing_alloc::ZeroAlloc;
 
 /// Presents any `GlobalAlloc` through the allocator API.
@@ -69,6 +69,7 @@ struct Scale {
     map_entries: usize,
     cross_boxes: usize,
     big_blocks: usize,
+    big_buffer_replacements: usize,
     rounds: usize,
 }
 
@@ -97,6 +98,77 @@ fn churn<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
             // SAFETY: live block with layout `l`.
             unsafe { a.dealloc(p, l) };
         }
+    }
+}
+
+/// The independent harness's churn: like [`churn`], but each block is
+/// written at both ends when allocated and read at both ends before it is
+/// freed, as a program's own data would be.
+fn churn_both_ends<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
+    const LIVE: usize = 10_000;
+    let mut slots: Vec<(*mut u8, Layout)> = vec![(std::ptr::null_mut(), Layout::new::<u8>()); LIVE];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut sum = 0u64;
+    for _ in 0..s.churn_ops {
+        let r = rng.next();
+        let i = (r as usize) % LIVE;
+        let (p, l) = slots[i];
+        if !p.is_null() {
+            // SAFETY: a live block of `l.size()` bytes, written at both ends.
+            unsafe {
+                sum += u64::from(p.read()) + u64::from(p.add(l.size() - 1).read());
+                a.dealloc(p, l);
+            }
+        }
+        let size = 8 + ((r >> 32) as usize % 1017);
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        // SAFETY: fresh block of `size` bytes.
+        unsafe {
+            p.write(r as u8);
+            p.add(size - 1).write((r >> 8) as u8);
+        }
+        slots[i] = (p, l);
+    }
+    for (p, l) in slots {
+        if !p.is_null() {
+            // SAFETY: live block with layout `l`.
+            unsafe { a.dealloc(p, l) };
+        }
+    }
+    std::hint::black_box(sum);
+}
+
+/// The shape of mimalloc-bench's `malloc-large`: 20 live buffers of
+/// 5–25 MiB, replaced at random, each value-initialised (allocated, then
+/// zero-filled by the program, as `new char[n]()` does).
+fn big_buffers<G: GlobalAlloc + Copy>(a: G, s: &Scale) {
+    const LIVE: usize = 20;
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut next_layout = || {
+        let size = (5 << 20) + (rng.next() as usize % (20 << 20));
+        Layout::from_size_align(size, 16).unwrap()
+    };
+    let fill = |l: Layout| {
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        // SAFETY: a fresh block of `l.size()` bytes.
+        unsafe { p.write_bytes(0, l.size()) };
+        (std::hint::black_box(p), l)
+    };
+    let mut live: Vec<(*mut u8, Layout)> = (0..LIVE).map(|_| fill(next_layout())).collect();
+    let mut pick = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..s.big_buffer_replacements {
+        let i = pick.next() as usize % LIVE;
+        let (p, l) = live[i];
+        // SAFETY: allocated by `fill` with `l`.
+        unsafe { a.dealloc(p, l) };
+        live[i] = fill(next_layout());
+    }
+    for (p, l) in live {
+        // SAFETY: as above.
+        unsafe { a.dealloc(p, l) };
     }
 }
 
@@ -178,6 +250,19 @@ fn memset_only(s: &Scale) {
     }
 }
 
+/// CPU time of the whole process (all threads): machines are shared, and
+/// wall time would count other tenants' work.
+fn cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -194,6 +279,7 @@ fn main() {
             map_entries: 3_000,
             cross_boxes: 10_000,
             big_blocks: 20,
+            big_buffer_replacements: 5,
             rounds: 1,
         }
     } else if quick {
@@ -202,6 +288,7 @@ fn main() {
             map_entries: 30_000,
             cross_boxes: 100_000,
             big_blocks: 200,
+            big_buffer_replacements: 60,
             rounds: 3,
         }
     } else {
@@ -210,6 +297,7 @@ fn main() {
             map_entries: 300_000,
             cross_boxes: 1_000_000,
             big_blocks: 2000,
+            big_buffer_replacements: 400,
             rounds: 7,
         }
     };
@@ -222,6 +310,14 @@ fn main() {
                 ("system", Box::new(|s| churn(System, s))),
                 ("zeroizing-alloc", Box::new(|s| churn(ZeroSys, s))),
                 ("SecureAlloc", Box::new(move |s| churn(secure, s))),
+            ],
+        ),
+        (
+            "churn 8–1024 B, both ends touched",
+            vec![
+                ("system", Box::new(|s| churn_both_ends(System, s))),
+                ("zeroizing-alloc", Box::new(|s| churn_both_ends(ZeroSys, s))),
+                ("SecureAlloc", Box::new(move |s| churn_both_ends(secure, s))),
             ],
         ),
         (
@@ -249,6 +345,14 @@ fn main() {
                 ("memset floor", Box::new(memset_only)),
             ],
         ),
+        (
+            "big buffers 5–25 MiB, 20 live",
+            vec![
+                ("system", Box::new(|s| big_buffers(System, s))),
+                ("zeroizing-alloc", Box::new(|s| big_buffers(ZeroSys, s))),
+                ("SecureAlloc", Box::new(move |s| big_buffers(secure, s))),
+            ],
+        ),
     ];
     println!("| workload | allocator | median | min–max | ratio to system |");
     println!("|---|---|---:|---:|---:|");
@@ -256,9 +360,9 @@ fn main() {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
         for _ in 0..s.rounds {
             for (i, (_, run)) in contenders.iter().enumerate() {
-                let t = Instant::now();
+                let t = cpu_time();
                 run(&s);
-                times[i].push(t.elapsed());
+                times[i].push(cpu_time() - t);
             }
         }
         let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();

@@ -32,8 +32,11 @@ const IDLE_SLABS_MAX: usize = 4;
 /// fraction of the lock limit (1/16: 512 KiB of an 8 MiB budget, nothing of
 /// a 256 KiB one beyond a single page-rounded share).
 const IDLE_SHARE_SHIFT: u32 = 4;
-/// Bytes of large blocks kept cached at most (when no limit applies).
-const LARGE_CACHE_BYTES_MAX: usize = 32 << 20;
+/// Bytes of large blocks a heap may keep cached whatever its live heap:
+/// enough for a program cycling a few buffers of several MiB.
+const LARGE_CACHE_BYTES_MIN: usize = 32 << 20;
+/// Share of physical memory the large-block cache may hold at most (1/8).
+const LARGE_CACHE_RAM_SHIFT: u32 = 3;
 /// Share of the lock limit the large-block cache may hold (1/4).
 const LARGE_CACHE_SHARE_SHIFT: u32 = 2;
 
@@ -130,11 +133,18 @@ pub(crate) fn idle_slab_cap() -> usize {
     }
 }
 
-/// Bytes of wiped large blocks a heap may keep cached.
-pub(crate) fn large_cache_cap() -> usize {
+/// Bytes of wiped large blocks a heap with `live_bytes` of live large
+/// blocks may keep cached: as much as is live (a program replacing its big
+/// buffers finds a wiped one of a fitting size, as glibc's heap would), at
+/// least 32 MiB, at most 1/8 of physical memory, and never more than 1/4
+/// of the lock limit.
+pub(crate) fn large_cache_cap(live_bytes: usize) -> usize {
+    let by_heap = live_bytes
+        .max(LARGE_CACHE_BYTES_MIN)
+        .min(physical_memory() >> LARGE_CACHE_RAM_SHIFT);
     match lock_limit() {
-        Some(limit) => (limit >> LARGE_CACHE_SHARE_SHIFT).min(LARGE_CACHE_BYTES_MAX),
-        None => LARGE_CACHE_BYTES_MAX,
+        Some(limit) => (limit >> LARGE_CACHE_SHARE_SHIFT).min(by_heap),
+        None => by_heap,
     }
 }
 

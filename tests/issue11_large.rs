@@ -1,0 +1,179 @@
+//! Issue 11, large blocks: a freed big block is reused, wiped, by the next
+//! request it fits — a smaller one included — instead of a fresh mapping
+//! faulted in page by page; a much bigger cached block gives its tail (and
+//! that tail's lock budget) back; the cache is sized by the live heap, so a
+//! program cycling 5–25 MiB buffers keeps finding wiped ones.
+//!
+//! Faults are read from `/proc/thread-self/stat` (minor faults of this
+//! thread alone), so other tests' threads cannot disturb the count. The
+//! checks run one after another in one test: they read process-wide
+//! statistics of the shared heap.
+
+use allocator_api2::alloc::{Allocator, Layout};
+use secalloc::SecureAlloc;
+use std::ptr::NonNull;
+
+const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+/// Minor page faults taken by the calling thread so far.
+fn thread_minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the parenthesised command name; minflt is field 10.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+/// `VmLck` of this process in bytes.
+fn vm_locked() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+fn alloc(len: usize) -> NonNull<u8> {
+    SecureAlloc::new()
+        .allocate(Layout::from_size_align(len, 16).unwrap())
+        .expect("large allocation")
+        .cast()
+}
+
+fn free(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: allocated by `alloc(len)` and freed once.
+    unsafe { SecureAlloc::new().deallocate(ptr, Layout::from_size_align(len, 16).unwrap()) }
+}
+
+/// Writes one byte per page (what value-initialising does, page-wise).
+fn touch(ptr: NonNull<u8>, len: usize, value: u8) {
+    for off in (0..len).step_by(PAGE) {
+        // SAFETY: inside the live block of `len` bytes.
+        unsafe { ptr.as_ptr().add(off).write_volatile(value) };
+    }
+}
+
+/// Whether one byte per page reads zero.
+fn reads_zero(ptr: NonNull<u8>, len: usize) -> bool {
+    // SAFETY: inside the live block of `len` bytes.
+    (0..len)
+        .step_by(PAGE)
+        .all(|off| unsafe { ptr.as_ptr().add(off).read_volatile() } == 0)
+}
+
+/// The cache's room depends on the lock limit (a quarter of it); these
+/// checks need the room an unlimited or privileged process has.
+fn unlimited() -> bool {
+    let ok = support::has_cap_ipc_lock() || support::memlock_soft_limit().is_none();
+    if !ok {
+        eprintln!("skipped: needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK");
+    }
+    ok
+}
+
+#[path = "support/mod.rs"]
+mod support;
+
+fn a_bigger_freed_block_serves_a_smaller_request_without_faults() {
+    // 12 MiB: bigger than any block the cache kept before (8 MiB).
+    let big = alloc(12 * MIB);
+    touch(big, 12 * MIB, 0xA5);
+    free(big, 12 * MIB);
+    let before = thread_minor_faults();
+    let again = alloc(10 * MIB);
+    let wiped = reads_zero(again, 10 * MIB);
+    touch(again, 10 * MIB, 0x5A);
+    let faults = thread_minor_faults() - before;
+    free(again, 10 * MIB);
+    assert!(wiped, "a reused block must come back wiped");
+    assert!(
+        faults < 64,
+        "10 MiB served from the freed 12 MiB block took {faults} page faults (fresh: 2560)"
+    );
+}
+
+fn replacing_big_buffers_reuses_wiped_blocks() {
+    // The shape of mimalloc-bench's malloc-large, smaller: 8 live buffers
+    // of 5–13 MiB, replaced at random, each value-initialised page-wise.
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<(NonNull<u8>, usize)> = (0..8)
+        .map(|_| {
+            let len = 5 * MIB + (next() as usize % (8 * MIB));
+            let p = alloc(len);
+            touch(p, len, 1);
+            (p, len)
+        })
+        .collect();
+    let before = thread_minor_faults();
+    let mut pages_touched = 0;
+    for _ in 0..40 {
+        let i = next() as usize % live.len();
+        let (p, len) = live[i];
+        free(p, len);
+        let len = 5 * MIB + (next() as usize % (8 * MIB));
+        let p = alloc(len);
+        touch(p, len, 2);
+        pages_touched += len / PAGE;
+        live[i] = (p, len);
+    }
+    let faults = (thread_minor_faults() - before) as usize;
+    for (p, len) in live {
+        free(p, len);
+    }
+    assert!(
+        faults * 4 < pages_touched,
+        "{faults} faults for {pages_touched} pages touched: freed buffers were not reused"
+    );
+}
+
+fn a_much_bigger_cached_block_gives_its_tail_back() {
+    let big = alloc(24 * MIB);
+    touch(big, 24 * MIB, 3);
+    free(big, 24 * MIB);
+    let cached_locked = vm_locked();
+    let small = alloc(5 * MIB);
+    touch(small, 5 * MIB, 4);
+    let after = vm_locked();
+    let usable = SecureAlloc::usable_size(small.as_ptr()).unwrap();
+    free(small, 5 * MIB);
+    assert!(
+        usable < 6 * MIB,
+        "a 5 MiB request kept {usable} bytes of a 24 MiB block"
+    );
+    assert!(
+        cached_locked - after >= 18 * MIB,
+        "the trimmed tail kept its lock budget: VmLck {cached_locked} -> {after}"
+    );
+}
+
+fn main() {
+    if !unlimited() {
+        return;
+    }
+    support::run_checks(&[
+        (
+            "a_bigger_freed_block_serves_a_smaller_request_without_faults",
+            a_bigger_freed_block_serves_a_smaller_request_without_faults,
+        ),
+        (
+            "replacing_big_buffers_reuses_wiped_blocks",
+            replacing_big_buffers_reuses_wiped_blocks,
+        ),
+        (
+            "a_much_bigger_cached_block_gives_its_tail_back",
+            a_much_bigger_cached_block_gives_its_tail_back,
+        ),
+    ]);
+}
