@@ -18,6 +18,12 @@ pub(crate) mod slab;
 pub(crate) mod thread_cache;
 pub(crate) mod wipe;
 
+/// For the `LD_PRELOAD` library: per-thread caches in a C shim's
+/// initial-exec TLS block (see [`use_external_thread_block`]).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use thread_cache::{use_external_thread_block, EXTERNAL_THREAD_BLOCK_BYTES};
+
 #[cfg(not(loom))]
 mod fork;
 #[cfg(not(loom))]

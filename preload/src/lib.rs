@@ -34,6 +34,7 @@ const POLICY_REQUIRE: u8 = 1;
 const POLICY_BEST_EFFORT: u8 = 2;
 static POLICY: AtomicU8 = AtomicU8::new(POLICY_UNSET);
 
+#[inline]
 fn allocator() -> SecureAlloc {
     let policy = match POLICY.load(Ordering::Relaxed) {
         POLICY_UNSET => {
@@ -134,6 +135,28 @@ fn protect_boot_buffer() {
 /// (reported by `SECALLOC_REPORT`).
 static BOOT_UNLOCKED: AtomicUsize = AtomicUsize::new(0);
 
+extern "C" {
+    /// This thread's block of initial-exec TLS for the arena's caches
+    /// (`src/tls.c`).
+    fn secalloc_preload_thread_block() -> *mut u8;
+    /// Its size in bytes.
+    fn secalloc_preload_thread_block_bytes() -> usize;
+}
+
+/// Moves the per-thread caches into `tls.c`'s initial-exec block, before
+/// anything has used the arena's own (general-dynamic) thread-locals.
+fn use_initial_exec_caches() {
+    // SAFETY: a C function with no preconditions.
+    let bytes = unsafe { secalloc_preload_thread_block_bytes() };
+    if bytes < secalloc::arena::EXTERNAL_THREAD_BLOCK_BYTES {
+        secalloc::sys::fatal("preload: tls.c's thread block is smaller than the arena's caches");
+    }
+    // SAFETY: `tls.c` returns each thread's own zero-initialised, 64-byte
+    // aligned block of `bytes` (checked above) bytes, in static TLS that
+    // lives as long as the thread, and never allocates or unwinds.
+    let _ = unsafe { secalloc::arena::use_external_thread_block(secalloc_preload_thread_block) };
+}
+
 /// Makes sure the arena is up. Returns `false` if this call is nested
 /// inside start-up on this thread (the caller then uses the boot buffer).
 #[inline]
@@ -151,6 +174,7 @@ fn start_slow() -> bool {
     }
     let _ = STATE.compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Acquire);
     let _ = IN_START.try_with(|f| f.set(true));
+    use_initial_exec_caches();
     let a = allocator();
     a.warm_up();
     protect_boot_buffer();

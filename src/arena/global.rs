@@ -199,7 +199,7 @@ impl SecureAlloc {
                         one[0]
                     });
                 if addr != 0 {
-                    heap.mark_live(addr, layout.size());
+                    heap.mark_live(addr, class, layout.size());
                 }
                 addr
             }

@@ -74,7 +74,7 @@ impl ModelCache {
         if addr == 0 {
             return None;
         }
-        heap.heap.mark_live(addr, SIZE_CLASSES[class]);
+        heap.heap.mark_live(addr, class, SIZE_CLASSES[class]);
         Some(addr)
     }
 

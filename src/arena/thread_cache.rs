@@ -105,13 +105,19 @@ mod tls {
     use crate::sys;
     use core::cell::{Cell, UnsafeCell};
     use core::sync::atomic::compiler_fence;
+    use core::sync::atomic::AtomicBool;
 
     const UNREGISTERED: u8 = 0;
     const BUSY: u8 = 1; // inside `with_cache`, or registering
     const ACTIVE: u8 = 2;
     const EXITED: u8 = 3;
 
-    struct ThreadCaches {
+    /// One thread's caches, one per heap. All-zero bytes are a valid,
+    /// unregistered, empty value (`UNREGISTERED` is 0 and `HeapCache::EMPTY`
+    /// is all zero), which is what lets the preload's C shim provide the
+    /// storage as zero-initialised thread-local bytes.
+    #[repr(C, align(64))]
+    pub(crate) struct ThreadCaches {
         state: Cell<u8>,
         heaps: [UnsafeCell<HeapCache>; HEAP_COUNT],
     }
@@ -123,6 +129,60 @@ mod tls {
                 heaps: [const { UnsafeCell::new(HeapCache::EMPTY) }; HEAP_COUNT],
             }
         };
+    }
+
+    /// Bytes an external thread block (see [`use_external_thread_block`])
+    /// must have at least; it must also be 64-byte aligned.
+    pub const EXTERNAL_THREAD_BLOCK_BYTES: usize = core::mem::size_of::<ThreadCaches>();
+
+    /// A function returning the calling thread's external block, or 0.
+    static EXTERNAL_BLOCK_FN: AtomicUsize = AtomicUsize::new(0);
+    /// Set once any thread has used the `std` thread-local caches: switching
+    /// to an external block after that would strand their slots.
+    static STD_CACHES_USED: AtomicBool = AtomicBool::new(false);
+
+    /// Makes every thread keep its caches in the block `block()` returns
+    /// instead of a `std::thread_local!`. For the preload: a Rust `cdylib`
+    /// reaches its thread-locals through `__tls_get_addr` (general-dynamic
+    /// TLS, a call and a lookup on every `malloc`), while a C shim built
+    /// with `-ftls-model=initial-exec` reaches its own with one
+    /// `%fs`-relative address. Returns `false` (and changes nothing) once
+    /// the `std` caches have been used.
+    ///
+    /// # Safety
+    /// `block()` returns, for each calling thread, the address of that
+    /// thread's own block of at least [`EXTERNAL_THREAD_BLOCK_BYTES`] bytes,
+    /// 64-byte aligned, all zero before its first use, touched by nothing
+    /// else, and valid for the thread's whole life (pthread key destructors
+    /// included). `block` never allocates and never unwinds.
+    pub unsafe fn use_external_thread_block(block: unsafe extern "C" fn() -> *mut u8) -> bool {
+        if STD_CACHES_USED.load(Ordering::Acquire) {
+            return false;
+        }
+        EXTERNAL_BLOCK_FN.store(block as usize, Ordering::Release);
+        !STD_CACHES_USED.load(Ordering::Acquire)
+    }
+
+    /// This thread's caches: the external block when one was installed,
+    /// else the `std` thread-local (`const`-initialised, no `Drop`, so never
+    /// torn down: the pointer is valid for the thread's whole life).
+    #[inline]
+    fn this_thread() -> Option<*const ThreadCaches> {
+        let external = EXTERNAL_BLOCK_FN.load(Ordering::Acquire);
+        if external != 0 {
+            // SAFETY: only `use_external_thread_block` stores here, and it
+            // stores a valid function pointer of this type.
+            let block: unsafe extern "C" fn() -> *mut u8 =
+                unsafe { core::mem::transmute::<usize, _>(external) };
+            // SAFETY: the installer promised a per-thread block that is
+            // large and aligned enough and starts all zero — a valid
+            // `ThreadCaches` (see the type).
+            return Some(unsafe { block() } as *const ThreadCaches);
+        }
+        if !STD_CACHES_USED.load(Ordering::Relaxed) {
+            STD_CACHES_USED.store(true, Ordering::Release);
+        }
+        CACHES.try_with(|caches| caches as *const ThreadCaches).ok()
     }
 
     /// Round-robin counter assigning threads to central-list shards.
@@ -148,74 +208,74 @@ mod tls {
         heap_idx: usize,
         f: impl FnOnce(&mut HeapCache, &Heap) -> R,
     ) -> Option<R> {
-        CACHES
-            .try_with(|caches| {
-                match caches.state.get() {
-                    ACTIVE => {}
-                    UNREGISTERED => {
-                        let key = EXIT_KEY.load(Ordering::Acquire);
-                        if key == 0 {
-                            return None;
-                        }
-                        caches.state.set(BUSY);
-                        // The value only needs to be non-null for the
-                        // destructor to run.
-                        if sys::pthread_setspecific((key - 1) as _, 1).is_err() {
-                            caches.state.set(UNREGISTERED);
-                            return None;
-                        }
-                        // Spread threads over the central-list shards.
-                        // Under a tight lock budget every thread shares
-                        // shard 0: each shard commits slabs of its own, and
-                        // 4 shards x the classes in use would spend a small
-                        // container's whole budget on a few live blocks.
-                        let shard = if crate::arena::budget::shards_allowed() {
-                            NEXT_SHARD.fetch_add(1, Ordering::Relaxed)
-                        } else {
-                            0
-                        };
-                        for cache in &caches.heaps {
-                            // SAFETY: BUSY excludes any other reference.
-                            unsafe { (*cache.get()).set_shard(shard) };
-                        }
-                    }
-                    _ => return None,
+        // SAFETY: `this_thread` returns this thread's own caches, valid for
+        // the thread's life (see there).
+        let caches = unsafe { &*this_thread()? };
+        match caches.state.get() {
+            ACTIVE => {}
+            UNREGISTERED => {
+                let key = EXIT_KEY.load(Ordering::Acquire);
+                if key == 0 {
+                    return None;
                 }
                 caches.state.set(BUSY);
-                // Keep the BUSY store before the cache is touched: a signal
-                // handler that allocates must see it (or fall back) rather
-                // than alias the cache.
-                compiler_fence(Ordering::SeqCst);
-                // SAFETY: the state machine above guarantees that no other
-                // reference to this thread's cache exists: BUSY excludes
-                // re-entry, and the cache is never shared across threads.
-                let cache = unsafe { &mut *caches.heaps[heap_idx].get() };
-                let result = f(cache, &HEAPS[heap_idx]);
-                compiler_fence(Ordering::SeqCst);
-                caches.state.set(ACTIVE);
-                Some(result)
-            })
-            .ok()
-            .flatten()
+                // The value only needs to be non-null for the destructor to run.
+                if sys::pthread_setspecific((key - 1) as _, 1).is_err() {
+                    caches.state.set(UNREGISTERED);
+                    return None;
+                }
+                // Spread threads over the central-list shards. Under a tight
+                // lock budget every thread shares shard 0: each shard commits
+                // slabs of its own, and 4 shards x the classes in use would
+                // spend a small container's whole budget on a few live blocks.
+                let shard = if crate::arena::budget::shards_allowed() {
+                    NEXT_SHARD.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    0
+                };
+                for cache in &caches.heaps {
+                    // SAFETY: BUSY excludes any other reference.
+                    unsafe { (*cache.get()).set_shard(shard) };
+                }
+            }
+            _ => return None,
+        }
+        caches.state.set(BUSY);
+        // Keep the BUSY store before the cache is touched: a signal handler
+        // that allocates must see it (or fall back) rather than alias the cache.
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: the state machine above guarantees that no other reference
+        // to this thread's cache exists: BUSY excludes re-entry, and the
+        // cache is never shared across threads.
+        let cache = unsafe { &mut *caches.heaps[heap_idx].get() };
+        let result = f(cache, &HEAPS[heap_idx]);
+        compiler_fence(Ordering::SeqCst);
+        caches.state.set(ACTIVE);
+        Some(result)
     }
 
     /// pthread key destructor: the thread is exiting; hand its cached slots
     /// back so that nothing is stranded.
     unsafe extern "C" fn thread_exit(_value: *mut core::ffi::c_void) {
-        let _ = CACHES.try_with(|caches| {
-            if caches.state.get() == BUSY {
-                return;
-            }
-            caches.state.set(EXITED);
-            for (idx, heap) in HEAPS.iter().enumerate() {
-                // SAFETY: state EXITED keeps `with_cache` out, so this is the
-                // only reference.
-                let cache = unsafe { &mut *caches.heaps[idx].get() };
-                cache.flush(heap);
-            }
-        });
+        let Some(caches) = this_thread() else {
+            return;
+        };
+        // SAFETY: as in `with_cache`.
+        let caches = unsafe { &*caches };
+        if caches.state.get() == BUSY {
+            return;
+        }
+        caches.state.set(EXITED);
+        for (idx, heap) in HEAPS.iter().enumerate() {
+            // SAFETY: state EXITED keeps `with_cache` out, so this is the
+            // only reference.
+            let cache = unsafe { &mut *caches.heaps[idx].get() };
+            cache.flush(heap);
+        }
     }
 }
 
 #[cfg(not(loom))]
 pub(crate) use tls::create_exit_key;
+#[cfg(not(loom))]
+pub use tls::{use_external_thread_block, EXTERNAL_THREAD_BLOCK_BYTES};
