@@ -4,7 +4,8 @@
 //! allocator. The three are used as explicit allocator values (not as the
 //! global allocator), so the same code runs on each.
 //!
-//! Run: `cargo bench --bench alloc_compare` (add `-- --quick` for a smoke run).
+//! Run: `cargo bench --bench alloc_compare` (add `-- --quick` for a smoke run,
+//! `-- --only churn` for the workloads whose name contains `churn`).
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use allocator_api2::vec::Vec as AVec;
@@ -356,7 +357,16 @@ fn main() {
     ];
     println!("| workload | allocator | median | min–max | ratio to system |");
     println!("|---|---|---:|---:|---:|");
+    // `-- --only TEXT` runs just the workloads whose name contains TEXT.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     for (name, contenders) in &workloads {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
         for _ in 0..s.rounds {
             for (i, (_, run)) in contenders.iter().enumerate() {

@@ -158,7 +158,108 @@ fn a_much_bigger_cached_block_gives_its_tail_back() {
     );
 }
 
+/// Child: fills the process's map-count limit, then makes a cached 1 MiB
+/// block serve a 64 KiB request (a trim, which must split the mapping to
+/// make the new guard) and writes one byte past the usable size. It must
+/// die of SIGSEGV: trimmed or not, the block has a guard after it.
+fn child_write_past_a_reused_block_at_the_map_count_limit() {
+    let big = alloc(MIB);
+    free(big, MIB);
+    let mut filled = 0;
+    loop {
+        // Alternating protections, so that neighbouring pages never merge.
+        let prot = if filled % 2 == 0 {
+            libc::PROT_READ
+        } else {
+            libc::PROT_NONE
+        };
+        // SAFETY: a fresh anonymous mapping; nothing else is affected.
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            break;
+        }
+        filled += 1;
+    }
+    let small = alloc(64 << 10);
+    let usable = SecureAlloc::usable_size(small.as_ptr()).unwrap();
+    println!("filled {filled} mappings; usable {usable}");
+    // SAFETY: deliberately one byte past the block: the guard page.
+    unsafe { small.as_ptr().add(usable).write_volatile(0x41) };
+    println!("RESULT wrote_past_guard=1");
+}
+
+fn a_reused_block_keeps_its_guard_at_the_map_count_limit() {
+    let out = support::run_child(
+        "a_reused_block_keeps_its_guard_at_the_map_count_limit",
+        "write_past_guard",
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "a write past a reused block did not fault: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Physical memory in bytes, from `/proc/meminfo`.
+fn physical_memory() -> usize {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+fn idle_cached_blocks_never_refuse_a_request_that_fits_physical_memory() {
+    // Nothing here is touched, so none of it costs real memory: half of
+    // RAM live, a block of RAM/8 freed into the cache, then a request that
+    // fits beside the live half only if the idle cached block is given back.
+    let ram = physical_memory() & !(MIB - 1);
+    let live = alloc(ram / 2);
+    let cached_len = ram / 8 - MIB;
+    let cached = alloc(cached_len);
+    free(cached, cached_len);
+    let cached_bytes = SecureAlloc::new().stats().large_cached_bytes;
+    let request = ram / 2 - 64 * MIB;
+    let got = SecureAlloc::new().allocate(Layout::from_size_align(request, 16).unwrap());
+    let ok = got.is_ok();
+    if let Ok(block) = got {
+        free(block.cast(), request);
+    }
+    free(live, ram / 2);
+    assert!(
+        cached_bytes >= cached_len,
+        "setup: the {cached_len}-byte block was not cached ({cached_bytes})"
+    );
+    assert!(
+        ok,
+        "{request} bytes refused beside {} live with {cached_bytes} idle cached (RAM {ram})",
+        ram / 2
+    );
+}
+
 fn main() {
+    if support::child_scenario().as_deref() == Some("write_past_guard") {
+        child_write_past_a_reused_block_at_the_map_count_limit();
+        return;
+    }
     if !unlimited() {
         return;
     }
@@ -174,6 +275,14 @@ fn main() {
         (
             "a_much_bigger_cached_block_gives_its_tail_back",
             a_much_bigger_cached_block_gives_its_tail_back,
+        ),
+        (
+            "a_reused_block_keeps_its_guard_at_the_map_count_limit",
+            a_reused_block_keeps_its_guard_at_the_map_count_limit,
+        ),
+        (
+            "idle_cached_blocks_never_refuse_a_request_that_fits_physical_memory",
+            idle_cached_blocks_never_refuse_a_request_that_fits_physical_memory,
         ),
     ]);
 }

@@ -114,7 +114,12 @@ impl LargeHeap {
         let Some(data_len) = size.max(1).checked_add(page - 1).map(|v| v & !(page - 1)) else {
             return 0;
         };
-        if !budget::admissible(heap, data_len) {
+        // Idle cached blocks count as memory the arena holds; when they are
+        // what stands between a request and physical memory, give them
+        // (and every other idle piece) back and ask again.
+        let admitted = budget::admissible(heap, data_len)
+            || (budget::reclaim_idle() && budget::admissible(heap, data_len));
+        if !admitted {
             return 0;
         }
         let map_align = align.max(page);
@@ -397,16 +402,25 @@ fn trim_tail(heap: &Heap, block: &mut LargeBlock, data_len: usize) {
     }
     let guard = block.data + data_len;
     let map_end = block.map_base + block.map_len;
-    // The old guard and the pages past the new guard go; then the new
-    // guard loses its lock and its access.
-    // SAFETY: `[guard + page, map_end)` and `[guard, guard + page)` lie in
-    // this block's mapping past the bytes kept, and the block is not handed
-    // out: nothing references them.
-    unsafe {
-        if guard + page < map_end && sys::munmap(guard + page, map_end - guard - page).is_err() {
-            return;
-        }
-        let _ = sys::mprotect(guard, page, sys::Protection::None);
+    // The new guard first: making it splits the mapping, which the kernel
+    // refuses at its map-count limit — and a block must never go out
+    // without its trailing guard, so then it goes out untrimmed.
+    // SAFETY: `[guard, guard + page)` lies in this block's mapping past the
+    // bytes kept, and the block is not handed out: nothing references it.
+    if unsafe { sys::mprotect(guard, page, sys::Protection::None) }.is_err() {
+        return;
+    }
+    let tail_unmapped = guard + page >= map_end || {
+        // SAFETY: `[guard + page, map_end)` (the old guard and the data
+        // pages past the new one) lies in this mapping and is referenced by
+        // nothing.
+        unsafe { sys::munmap(guard + page, map_end - guard - page) }.is_ok()
+    };
+    if !tail_unmapped {
+        // Undo: the page stays part of the data, still locked.
+        // SAFETY: as above.
+        let _ = unsafe { sys::mprotect(guard, page, sys::Protection::ReadWrite) };
+        return;
     }
     let released = block.data_len - data_len;
     budget::release(heap, guard, page, block.locked, true);

@@ -42,6 +42,7 @@ static_assertions::const_assert!(super::size_class::SMALL_SIZE_MAX <= SIZE_MASK 
 ///   the pool lock while the slab is in the pool). A slot is in exactly one
 ///   of three states: live (`live` byte), available (`lists.avail` bit), or
 ///   held in some thread cache (neither bit).
+#[repr(C)]
 pub(crate) struct SlabMeta {
     class_tag: AtomicU8,                   // class index + 1, or 0 when unassigned
     flags: AtomicU8,                       // FLAG_LOCKED | FLAG_DECOMMITTED
