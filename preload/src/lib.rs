@@ -34,17 +34,10 @@ const POLICY_REQUIRE: u8 = 1;
 const POLICY_BEST_EFFORT: u8 = 2;
 static POLICY: AtomicU8 = AtomicU8::new(POLICY_UNSET);
 
-#[inline]
+#[inline(always)]
 fn allocator() -> SecureAlloc {
     let policy = match POLICY.load(Ordering::Relaxed) {
-        POLICY_UNSET => {
-            let chosen = match sys::getenv(c"SECALLOC_LOCK") {
-                Some(b"best-effort") | Some(b"best_effort") => POLICY_BEST_EFFORT,
-                _ => POLICY_REQUIRE,
-            };
-            POLICY.store(chosen, Ordering::Relaxed);
-            chosen
-        }
+        POLICY_UNSET => choose_policy(),
         p => p,
     };
     SecureAlloc::with_policy(if policy == POLICY_BEST_EFFORT {
@@ -52,6 +45,19 @@ fn allocator() -> SecureAlloc {
     } else {
         LockPolicy::FailClosed
     })
+}
+
+/// Reads `SECALLOC_LOCK` once (kept out of line: `malloc` and `free` run
+/// `allocator()` on every call).
+#[cold]
+#[inline(never)]
+fn choose_policy() -> u8 {
+    let chosen = match sys::getenv(c"SECALLOC_LOCK") {
+        Some(b"best-effort") | Some(b"best_effort") => POLICY_BEST_EFFORT,
+        _ => POLICY_REQUIRE,
+    };
+    POLICY.store(chosen, Ordering::Relaxed);
+    chosen
 }
 
 // ---------------------------------------------------------------------------
@@ -187,9 +193,14 @@ fn start_slow() -> bool {
 // The C allocation surface
 // ---------------------------------------------------------------------------
 
+#[inline(always)]
 fn alloc(size: usize, align: usize) -> *mut c_void {
     let p = if ready() {
-        allocator().c_alloc(size, align) as *mut c_void
+        if align == MALLOC_ALIGN {
+            allocator().c_malloc(size) as *mut c_void
+        } else {
+            allocator().c_alloc(size, align) as *mut c_void
+        }
     } else {
         boot_alloc(size, align)
     };

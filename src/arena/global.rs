@@ -113,6 +113,22 @@ impl SecureAlloc {
         }
     }
 
+    /// C `malloc`: `size` bytes at malloc alignment (16); null on failure.
+    /// [`Self::c_alloc`] without the alignment check (the constant 16 needs
+    /// none) on the hottest path of the `LD_PRELOAD` library.
+    #[doc(hidden)]
+    #[inline]
+    pub fn c_malloc(&self, size: usize) -> *mut u8 {
+        const MALLOC_ALIGN: usize = 16;
+        if size > isize::MAX as usize - (MALLOC_ALIGN - 1) {
+            return ptr::null_mut();
+        }
+        // SAFETY: 16 is a non-zero power of two, and `size` rounded up to it
+        // does not overflow `isize` (checked above).
+        let layout = unsafe { Layout::from_size_align_unchecked(size, MALLOC_ALIGN) };
+        self.allocate_raw(layout)
+    }
+
     /// C `free`: frees `ptr` without knowing its layout (the arena's own
     /// metadata supplies it). Aborts on a pointer the arena does not own or
     /// on a double free.

@@ -126,10 +126,23 @@ pub(crate) fn slot_index(offset_in_slab: usize, idx: usize) -> usize {
     ((offset_in_slab as u64 * SLOT_RECIPROCALS[idx]) >> 32) as usize
 }
 
-/// Slots of class `idx` in one slab.
-pub(crate) const fn slots_per_slab(idx: usize) -> usize {
-    SLAB_SIZE / SIZE_CLASSES[idx]
+/// Slots of class `idx` in one slab. A table, not `SLAB_SIZE / size`: the
+/// free path checks every pointer against it, and a runtime division costs
+/// tens of cycles there.
+#[inline]
+pub(crate) fn slots_per_slab(idx: usize) -> usize {
+    SLOTS_PER_SLAB[idx] as usize
 }
+
+static SLOTS_PER_SLAB: [u16; CLASS_COUNT] = {
+    let mut table = [0u16; CLASS_COUNT];
+    let mut i = 0;
+    while i < CLASS_COUNT {
+        table[i] = (SLAB_SIZE / SIZE_CLASSES[i]) as u16;
+        i += 1;
+    }
+    table
+};
 
 /// `(size + 15) / 16` → smallest class holding `size`, for every small size.
 static CLASS_BY_GRANULE: [u8; SMALL_SIZE_MAX / MIN_SLOT + 1] = build_granule_table();
@@ -170,7 +183,25 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
 /// Per-class thread-cache capacity: enough to amortise the class lock, small
 /// enough that an idle thread strands at most ~16 KiB per class (and the
 /// whole thread-local cache stays under 5 KiB of addresses per heap).
-pub(crate) const fn cache_capacity(idx: usize) -> usize {
+///
+/// A table lookup (see [`slots_per_slab`]): every free to a thread cache
+/// compares against it.
+#[inline]
+pub(crate) fn cache_capacity(idx: usize) -> usize {
+    CACHE_CAPACITIES[idx] as usize
+}
+
+static CACHE_CAPACITIES: [u8; CLASS_COUNT] = {
+    let mut table = [0u8; CLASS_COUNT];
+    let mut i = 0;
+    while i < CLASS_COUNT {
+        table[i] = cache_capacity_of(i) as u8;
+        i += 1;
+    }
+    table
+};
+
+const fn cache_capacity_of(idx: usize) -> usize {
     let by_bytes = 16 * 1024 / SIZE_CLASSES[idx];
     if by_bytes > CACHE_CAPACITY_MAX {
         CACHE_CAPACITY_MAX
