@@ -255,11 +255,35 @@ fn idle_cached_blocks_never_refuse_a_request_that_fits_physical_memory() {
     );
 }
 
+fn freeing_a_barely_touched_block_faults_in_nothing() {
+    // A 1 MiB block with its first and last words written, as a C program
+    // stamping a header and a trailer does: the wipe must zero those two
+    // pages, not fault in the 254 the program never touched.
+    let len = MIB;
+    let p = alloc(len);
+    // SAFETY: both ends of the live block.
+    unsafe {
+        p.as_ptr().write_volatile(1);
+        p.as_ptr().add(len - 1).write_volatile(2);
+    }
+    let before = thread_minor_faults();
+    free(p, len);
+    let faults = thread_minor_faults() - before;
+    assert!(
+        faults < 16,
+        "freeing a 1 MiB block with 2 pages touched took {faults} page faults"
+    );
+}
+
 fn main() {
     if support::child_scenario().as_deref() == Some("write_past_guard") {
         child_write_past_a_reused_block_at_the_map_count_limit();
         return;
     }
+    support::run_checks(&[(
+        "freeing_a_barely_touched_block_faults_in_nothing",
+        freeing_a_barely_touched_block_faults_in_nothing,
+    )]);
     if !unlimited() {
         return;
     }
