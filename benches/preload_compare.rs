@@ -1,15 +1,22 @@
 //! Programs under glibc and under the `LD_PRELOAD` library, in one run:
-//! four malloc benchmarks written for this crate in the image of the usual
-//! suite (`simple` ≈ glibc-simple, `threads` ≈ glibc-thread, `larson`,
-//! `xmalloc` ≈ xmalloc-test), plus two real programs (sqlite3 building and
-//! querying a database, CPython building dicts). Interleaved rounds, medians,
-//! ratios and their geometric mean.
+//! malloc benchmarks written for this crate in the image of the usual suite
+//! (mimalloc-bench): `simple` ≈ glibc-simple, `threads` ≈ glibc-thread,
+//! `larson`, `xmalloc` ≈ xmalloc-test, `cfrac`, `espresso`, `barnes`,
+//! `mstress`, `cache-scratch`, `alloc-test`, `malloc-large` and `mleak`
+//! (sources in `benches/preload/`, each described at its top), plus two
+//! real programs (sqlite3 building and querying a database, CPython building
+//! dicts). Each run is measured as the child's CPU time (user + system, from
+//! `getrusage(RUSAGE_CHILDREN)`), which a shared, noisy machine disturbs far
+//! less than wall time. Interleaved rounds, medians, ratios and their
+//! geometric mean.
 //!
-//! Run: `cargo bench --bench preload_compare` (needs cc, sqlite3, python3).
+//! Run: `cargo bench --bench preload_compare [-- --rounds N]` (default 7
+//! rounds; needs cc, sqlite3, python3). `cargo test --release --bench
+//! preload_compare` runs every case once at 1/20 scale as a smoke test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "../tests/support/preload_lib.rs"]
 mod preload_lib;
@@ -37,6 +44,18 @@ struct Case {
     stdin: Option<&'static str>,
 }
 
+/// User + system CPU time of all waited-for children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: `rusage` is plain integers, for which all zeroes is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `getrusage` only writes the `rusage` we hand it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage(RUSAGE_CHILDREN)");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Runs the case once and returns the child's CPU time (user + system).
 fn run(case: &Case, preload: Option<&Path>) -> Duration {
     let mut cmd = Command::new(&case.program);
     cmd.args(&case.args)
@@ -53,7 +72,7 @@ fn run(case: &Case, preload: Option<&Path>) -> Duration {
     } else {
         Stdio::null()
     });
-    let start = Instant::now();
+    let before = children_cpu();
     let mut child = cmd.spawn().expect("spawn");
     if let Some(input) = case.stdin {
         use std::io::Write;
@@ -65,7 +84,7 @@ fn run(case: &Case, preload: Option<&Path>) -> Duration {
             .unwrap();
     }
     let status = child.wait().unwrap();
-    let took = start.elapsed();
+    let took = children_cpu() - before;
     assert!(status.success(), "{} failed under {:?}", case.name, preload);
     took
 }
@@ -82,10 +101,26 @@ CREATE INDEX t_v ON t(v);
 SELECT count(*), sum(v) FROM t WHERE v % 3 = 0;
 ";
 
+/// `--rounds N` or `--rounds=N` on the command line.
+fn rounds_arg() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--rounds" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--rounds=").map(str::to_owned)
+        }
+    })?;
+    match value.parse() {
+        Ok(n) if n > 0 => Some(n),
+        _ => panic!("--rounds wants a positive number, got {value:?}"),
+    }
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let scale = if bench { 1 } else { 20 }; // `cargo test` smoke: 20x smaller
-    let rounds = if bench { 7 } else { 1 };
+    let rounds = rounds_arg().unwrap_or(if bench { 7 } else { 1 });
     let lib = build_preload();
     let dir = std::env::temp_dir().join(format!("secalloc-preload-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -121,6 +156,62 @@ fn main() {
             name: "xmalloc (xmalloc-test)",
             program: compile(&dir, "xmalloc"),
             args: vec![n(2_000_000)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "cfrac",
+            program: compile(&dir, "cfrac"),
+            args: vec![n(800)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "espresso",
+            program: compile(&dir, "espresso"),
+            args: vec![n(2_500)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "barnes",
+            program: compile(&dir, "barnes"),
+            args: vec![n(20)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "mstress",
+            program: compile(&dir, "mstress"),
+            args: vec![n(100)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "cache-scratch",
+            program: compile(&dir, "cache_scratch"),
+            args: vec![n(1_500)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "alloc-test",
+            program: compile(&dir, "alloc_test"),
+            args: vec![n(2_000_000)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "malloc-large",
+            program: compile(&dir, "malloc_large"),
+            args: vec![n(200)],
+            env: vec![],
+            stdin: None,
+        },
+        Case {
+            name: "mleak",
+            program: compile(&dir, "mleak"),
+            args: vec![n(10_000_000)],
             env: vec![],
             stdin: None,
         },
@@ -166,6 +257,9 @@ fn main() {
     }
     let geomean = (rows.iter().map(|r| r.3.ln()).sum::<f64>() / rows.len() as f64).exp();
     println!("| **geometric mean** | | | **{geomean:.2}×** |");
-    println!("\n{rounds} interleaved rounds; SECALLOC_LOCK=require (locking and zero-on-free on)");
+    println!(
+        "\n{rounds} interleaved rounds; medians of the child's CPU time (user+sys); \
+         SECALLOC_LOCK=require (locking and zero-on-free on)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
