@@ -205,22 +205,16 @@ impl SecureAlloc {
     /// One attempt at `layout` from `heap`; 0 on failure.
     #[inline]
     fn try_allocate(&self, heap: &Heap, layout: Layout) -> usize {
-        match class_for(layout.size(), layout.align()) {
-            Some(class) => {
-                let idx = self.policy.heap_index();
-                let addr =
-                    with_cache(idx, |cache, heap| cache.pop(heap, class)).unwrap_or_else(|| {
-                        let mut one = [0usize; 1];
-                        heap.take_slots(class, 0, &mut one);
-                        one[0]
-                    });
-                if addr != 0 {
-                    heap.mark_live(addr, class, layout.size());
-                }
-                addr
-            }
-            None => heap.large.alloc(heap, layout.size(), layout.align()),
+        let Some(class) = class_for(layout.size(), layout.align()) else {
+            return heap.large.alloc(heap, layout.size(), layout.align());
+        };
+        let idx = self.policy.heap_index();
+        let addr = with_cache(idx, |cache, heap| cache.pop(heap, class))
+            .unwrap_or_else(|| take_one_uncached(heap, class));
+        if addr != 0 {
+            heap.mark_live(addr, class, layout.size());
         }
+        addr
     }
 
     /// Frees `addr`, whichever heap it came from; aborts on misuse. A Rust
@@ -231,25 +225,17 @@ impl SecureAlloc {
     fn free_raw(&self, addr: usize, layout: Option<Layout>) {
         for (idx, heap) in HEAPS.iter().enumerate() {
             if heap.owns(addr) {
-                let (_, meta, class, slot) = heap.locate(addr);
-                if layout.is_some_and(|l| class_for(l.size(), l.align()) != Some(class)) {
-                    fatal(FatalKind::LayoutMismatch);
-                }
-                let Some(size) = meta.mark_free(slot) else {
-                    fatal(FatalKind::DoubleFree);
-                };
-                if layout.is_some_and(|l| l.size() != size) {
-                    fatal(FatalKind::LayoutMismatch);
-                }
-                // SAFETY: the slot was live and its owner just gave it up;
-                // its live mark is now clear, so no one else can reach it.
-                unsafe { wipe(addr, SIZE_CLASSES[class]) };
-                if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
-                    heap.give_slots(class, &[addr]);
-                }
-                return;
+                return free_small(idx, heap, addr, layout);
             }
         }
+        self.free_large(addr, layout);
+    }
+
+    /// The part of [`Self::free_raw`] for blocks outside both slab
+    /// regions, out of line so that the small-block path keeps its
+    /// registers (a large free is dominated by its wipe anyway).
+    #[inline(never)]
+    fn free_large(&self, addr: usize, layout: Option<Layout>) {
         let own = self.policy.heap_index();
         for idx in [own, 1 - own] {
             if HEAPS[idx].large.try_free(&HEAPS[idx], addr, layout) {
@@ -344,6 +330,37 @@ impl SecureAlloc {
         self.free_raw(addr, (caller == Caller::Rust).then_some(old));
         new
     }
+}
+
+/// Frees the slot at `addr` in `heap` (number `idx`), which owns it.
+#[inline]
+fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>) {
+    let (_, meta, class, slot) = heap.locate(addr);
+    if layout.is_some_and(|l| class_for(l.size(), l.align()) != Some(class)) {
+        fatal(FatalKind::LayoutMismatch);
+    }
+    let Some(size) = meta.mark_free(slot) else {
+        fatal(FatalKind::DoubleFree);
+    };
+    if layout.is_some_and(|l| l.size() != size) {
+        fatal(FatalKind::LayoutMismatch);
+    }
+    // SAFETY: the slot was live and its owner just gave it up; its live
+    // mark is now clear, so no one else can reach it.
+    unsafe { wipe(addr, SIZE_CLASSES[class]) };
+    if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
+        heap.give_slots(class, &[addr]);
+    }
+}
+
+/// One slot of `class` straight from the central list, for a thread with
+/// no usable cache (exiting, or inside a signal handler that interrupted
+/// the allocator); 0 if none.
+#[inline(never)]
+fn take_one_uncached(heap: &Heap, class: usize) -> usize {
+    let mut one = [0usize; 1];
+    heap.take_slots(class, 0, &mut one);
+    one[0]
 }
 
 /// Who is resizing: Rust callers pass the exact layout (checked); C callers

@@ -214,28 +214,8 @@ mod tls {
         match caches.state.get() {
             ACTIVE => {}
             UNREGISTERED => {
-                let key = EXIT_KEY.load(Ordering::Acquire);
-                if key == 0 {
+                if !register(caches) {
                     return None;
-                }
-                caches.state.set(BUSY);
-                // The value only needs to be non-null for the destructor to run.
-                if sys::pthread_setspecific((key - 1) as _, 1).is_err() {
-                    caches.state.set(UNREGISTERED);
-                    return None;
-                }
-                // Spread threads over the central-list shards. Under a tight
-                // lock budget every thread shares shard 0: each shard commits
-                // slabs of its own, and 4 shards x the classes in use would
-                // spend a small container's whole budget on a few live blocks.
-                let shard = if crate::arena::budget::shards_allowed() {
-                    NEXT_SHARD.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    0
-                };
-                for cache in &caches.heaps {
-                    // SAFETY: BUSY excludes any other reference.
-                    unsafe { (*cache.get()).set_shard(shard) };
                 }
             }
             _ => return None,
@@ -252,6 +232,38 @@ mod tls {
         compiler_fence(Ordering::SeqCst);
         caches.state.set(ACTIVE);
         Some(result)
+    }
+
+    /// A thread's first use: arms the exit destructor and picks a shard.
+    /// Returns `false` if the thread cannot have a cache. Out of line, so
+    /// the hot path of [`with_cache`] stays short.
+    #[cold]
+    #[inline(never)]
+    fn register(caches: &ThreadCaches) -> bool {
+        let key = EXIT_KEY.load(Ordering::Acquire);
+        if key == 0 {
+            return false;
+        }
+        caches.state.set(BUSY);
+        // The value only needs to be non-null for the destructor to run.
+        if sys::pthread_setspecific((key - 1) as _, 1).is_err() {
+            caches.state.set(UNREGISTERED);
+            return false;
+        }
+        // Spread threads over the central-list shards. Under a tight lock
+        // budget every thread shares shard 0: each shard commits slabs of
+        // its own, and 4 shards x the classes in use would spend a small
+        // container's whole budget on a few live blocks.
+        let shard = if crate::arena::budget::shards_allowed() {
+            NEXT_SHARD.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        for cache in &caches.heaps {
+            // SAFETY: BUSY excludes any other reference.
+            unsafe { (*cache.get()).set_shard(shard) };
+        }
+        true
     }
 
     /// pthread key destructor: the thread is exiting; hand its cached slots
