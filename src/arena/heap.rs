@@ -82,6 +82,7 @@ pub(crate) struct Heap {
     base: AtomicUsize,            // region start (0 until READY)
     slab_capacity: AtomicUsize,   // slabs in the region
     meta_base: AtomicUsize,       // address of [SlabMeta; slab_capacity]
+    class_base: AtomicUsize,      // address of [AtomicU8; slab_capacity]: class + 1 per slab
     committed_slabs: AtomicUsize, // published copy of pool.committed
     classes: [CachePadded<Mutex<ClassList>>; CLASS_COUNT * SHARD_COUNT], // [class][shard]
     pool: Mutex<SlabPool>,
@@ -110,6 +111,7 @@ impl Heap {
                 base: AtomicUsize::new(0),
                 slab_capacity: AtomicUsize::new(0),
                 meta_base: AtomicUsize::new(0),
+                class_base: AtomicUsize::new(0),
                 committed_slabs: AtomicUsize::new(0),
                 classes: crate::sync::array_of![
                     CachePadded(Mutex::new(Rank::HeapClass, ClassList {
@@ -191,15 +193,24 @@ impl Heap {
                 let _ = unsafe { sys::munmap(base, size) };
                 continue;
             };
+            let class_len = round_up(slabs, sys::page_size());
+            let Some(classes) = alloc_class_table(slabs, class_len) else {
+                // SAFETY: as above.
+                let _ = unsafe { sys::munmap(base, size) };
+                free_meta_table(meta, slabs, meta_len);
+                continue;
+            };
             // The flag stays on every piece of the VMA that `mprotect` later
             // splits off, so one call covers all future slabs.
             if sys::madvise_dontdump(base, size).is_err() {
                 // SAFETY: as above.
                 let _ = unsafe { sys::munmap(base, size) };
                 free_meta_table(meta, slabs, meta_len);
+                free_class_table(classes, slabs, class_len);
                 continue;
             }
             self.meta_base.store(meta, Ordering::Relaxed);
+            self.class_base.store(classes, Ordering::Relaxed);
             self.slab_capacity.store(slabs, Ordering::Relaxed);
             self.base.store(base, Ordering::Relaxed);
             return true;
@@ -228,6 +239,29 @@ impl Heap {
         unsafe { &*table.add(slab) }
     }
 
+    /// The class byte of `slab` (class + 1, or 0 while unassigned). A dense
+    /// table apart from [`SlabMeta`], which is over 8 KiB a slab: reading the
+    /// class there cost every free a cache line (and a TLB entry) of its own,
+    /// while one line here covers 64 slabs (4 MiB of heap). Written only
+    /// next to `SlabMeta::assign`/`unassign`, under the same locks.
+    #[inline]
+    fn class_cell(&self, slab: usize) -> &AtomicU8 {
+        debug_assert!(slab < self.slab_capacity.load(Ordering::Relaxed));
+        let table = self.class_base.load(Ordering::Relaxed) as *const AtomicU8;
+        // SAFETY: `slab` is below the capacity, and the table holds that many
+        // initialised bytes for the life of the process (or of the model).
+        unsafe { &*table.add(slab) }
+    }
+
+    /// The class `slab` serves, if any.
+    #[inline]
+    fn class_of(&self, slab: usize) -> Option<usize> {
+        match self.class_cell(slab).load(Ordering::Relaxed) {
+            0 => None,
+            tag => Some(tag as usize - 1),
+        }
+    }
+
     fn slab_addr(&self, slab: usize) -> usize {
         self.base.load(Ordering::Relaxed) + (slab << SLAB_SHIFT)
     }
@@ -241,10 +275,10 @@ impl Heap {
         if slab >= self.committed_slabs.load(Ordering::Acquire) {
             fatal(FatalKind::InvalidFree);
         }
-        let meta = self.meta(slab);
-        let Some(class) = meta.class() else {
+        let Some(class) = self.class_of(slab) else {
             fatal(FatalKind::InvalidFree);
         };
+        let meta = self.meta(slab);
         let in_slab = offset & (SLAB_SIZE - 1);
         let size = SIZE_CLASSES[class];
         let slot = slot_index(in_slab, class);
@@ -443,6 +477,8 @@ impl Heap {
         // SAFETY: we hold the pool lock and the caller holds the class lock;
         // the slab is empty (fresh or fully returned).
         unsafe { self.meta(slab).assign(class, shard) };
+        self.class_cell(slab)
+            .store(class as u8 + 1, Ordering::Relaxed);
         Some(slab)
     }
 
@@ -454,6 +490,7 @@ impl Heap {
         let meta = self.meta(slab);
         // SAFETY: both locks are held and every slot is available.
         unsafe { meta.unassign() };
+        self.class_cell(slab).store(0, Ordering::Relaxed);
         if pool.idle_count >= budget::idle_slab_cap() && self.decommit(slab) {
             // SAFETY: we hold the pool lock, which guards unassigned slabs.
             unsafe { self.push_decommitted(&mut pool, slab) };
@@ -718,8 +755,8 @@ impl Heap {
             return None;
         }
         let slab = (addr - base) >> SLAB_SHIFT;
+        let class = self.class_of(slab)?;
         let meta = self.meta(slab);
-        let class = meta.class()?;
         let size = SIZE_CLASSES[class];
         let slot = ((addr - base) & (SLAB_SIZE - 1)) / size;
         if slot >= slots_per_slab(class) {
@@ -819,6 +856,7 @@ impl Drop for Heap {
         let meta = self.meta_base.load(Ordering::Relaxed);
         if meta != 0 {
             free_meta_table(meta, slabs, 0);
+            free_class_table(self.class_base.load(Ordering::Relaxed), slabs, 0);
             // SAFETY: the model is over; nothing references the region.
             let _ = unsafe { sys::munmap(self.base.load(Ordering::Relaxed), slabs * SLAB_SIZE) };
         }
@@ -852,6 +890,33 @@ fn alloc_meta_table(slabs: usize, _len: usize) -> Option<usize> {
 #[cfg(loom)]
 fn free_meta_table(addr: usize, slabs: usize, _len: usize) {
     let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut SlabMeta, slabs);
+    // SAFETY: the table came from `Box::into_raw` of a slice of this length.
+    drop(unsafe { Box::from_raw(slice) });
+}
+
+/// Allocates the class table for `slabs` slabs (zero: every slab unassigned).
+#[cfg(not(loom))]
+fn alloc_class_table(_slabs: usize, len: usize) -> Option<usize> {
+    let table = sys::mmap_read_write(len).ok()?;
+    let _ = sys::madvise_dontdump(table, len);
+    Some(table)
+}
+
+#[cfg(not(loom))]
+fn free_class_table(addr: usize, _slabs: usize, len: usize) {
+    // SAFETY: the table was never published; nothing references it.
+    let _ = unsafe { sys::munmap(addr, len) };
+}
+
+#[cfg(loom)]
+fn alloc_class_table(slabs: usize, _len: usize) -> Option<usize> {
+    let table: Box<[AtomicU8]> = (0..slabs).map(|_| AtomicU8::new(0)).collect();
+    Some(Box::into_raw(table) as *mut AtomicU8 as usize)
+}
+
+#[cfg(loom)]
+fn free_class_table(addr: usize, slabs: usize, _len: usize) {
+    let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut AtomicU8, slabs);
     // SAFETY: the table came from `Box::into_raw` of a slice of this length.
     drop(unsafe { Box::from_raw(slice) });
 }
