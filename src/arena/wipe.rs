@@ -58,7 +58,23 @@ pub(crate) unsafe fn wipe_resident(addr: usize, len: usize) {
         let mut i = 0;
         while i < pages {
             if residency[i] & 1 == 0 {
-                i += 1;
+                let run_start = i;
+                while i < pages && residency[i] & 1 == 0 {
+                    i += 1;
+                }
+                // Not resident: never touched (the kernel's zero page) —
+                // or swapped out, if the program unlocked its own block
+                // (`munlock`), in which case the old bytes would come back
+                // on the next touch. Dropping the run's pages and swap
+                // entries makes both read zero, without faulting anything in.
+                let from = chunk_start + run_start * page;
+                let to = (chunk_start + i * page).min(end);
+                // Kernels before 5.18 refuse it; the run is then left as it
+                // is (untouched pages are zero; the swapped-out case needs
+                // the program to have unlocked the arena's memory itself).
+                // SAFETY: a sub-range of the caller's exclusive range, whose
+                // contents are being discarded anyway.
+                let _ = unsafe { crate::sys::madvise_dontneed_locked(from, to - from) };
                 continue;
             }
             let run_start = i;

@@ -61,6 +61,14 @@ pub unsafe fn munmap(addr: usize, len: usize) -> OsResult<()> {
 ///
 /// # Safety
 /// Nothing may rely on the contents of the range.
+pub unsafe fn madvise_dontneed_locked(addr: usize, len: usize) -> OsResult<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { madvise_dontneed(addr, len) }
+}
+/// Zeroes the range, as the kernel would on the next touch.
+///
+/// # Safety
+/// Nothing may rely on the contents of the range.
 pub unsafe fn madvise_dontneed(addr: usize, len: usize) -> OsResult<()> {
     // SAFETY: the caller gives up the contents of this fake mapping.
     unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len) };

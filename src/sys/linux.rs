@@ -196,6 +196,22 @@ pub unsafe fn madvise_dontneed(addr: usize, len: usize) -> OsResult<()> {
     })
 }
 
+/// Drops the pages of a locked range (`MADV_DONTNEED_LOCKED`, Linux 5.18):
+/// resident pages and swap entries alike, so the next touch sees a zero
+/// page; the range stays locked and charged. Refused (`EINVAL`) by older
+/// kernels.
+///
+/// # Safety
+/// Nothing may rely on the contents of the range (they become zero).
+pub unsafe fn madvise_dontneed_locked(addr: usize, len: usize) -> OsResult<()> {
+    /// `MADV_DONTNEED_LOCKED` from `<linux/mman.h>` (not in every `libc`).
+    const MADV_DONTNEED_LOCKED: c_int = 24;
+    // SAFETY: the caller gives up the contents; the mapping itself stays.
+    check("madvise(MADV_DONTNEED_LOCKED)", unsafe {
+        libc::madvise(addr as *mut c_void, len, MADV_DONTNEED_LOCKED)
+    })
+}
+
 /// Excludes the range from core dumps (`MADV_DONTDUMP`).
 pub fn madvise_dontdump(addr: usize, len: usize) -> OsResult<()> {
     madvise("madvise(MADV_DONTDUMP)", addr, len, libc::MADV_DONTDUMP)

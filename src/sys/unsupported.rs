@@ -105,6 +105,13 @@ pub fn register_atfork(
 pub unsafe fn madvise_dontneed(_addr: usize, _len: usize) -> OsResult<()> {
     unsupported("madvise")
 }
+/// Not supported here.
+///
+/// # Safety
+/// None needed: nothing happens.
+pub unsafe fn madvise_dontneed_locked(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("madvise")
+}
 /// Yields the CPU.
 pub fn sched_yield() {
     std::thread::yield_now();
