@@ -41,7 +41,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
-use key_page::{nonce, with_key};
+use key_page::{key_ready, nonce, with_key};
 use registry::Entry;
 use ring::aead::Aad;
 
@@ -69,7 +69,11 @@ fn cell_layout(len: usize) -> Result<Layout, Error> {
     let size = (NONCE_LEN + TAG_LEN)
         .checked_add(sealed_len(len))
         .ok_or(Error::AllocFailed)?;
-    Layout::from_size_align(size, 8).map_err(|_| Error::AllocFailed)
+    // Alignment 1, the alignment of a plaintext buffer: a fresh secret's
+    // buffer becomes its cell without a copy (`seal_new_in_buffer`), and a
+    // block is freed with the layout it was allocated with. Cells are only
+    // ever read and written as bytes.
+    Layout::from_size_align(size, 1).map_err(|_| Error::AllocFailed)
 }
 
 /// Whether cells from `A` are owned by their secret alone: only
@@ -80,19 +84,44 @@ fn arena_owned<A: Allocator>() -> bool {
     typeid::of::<A>() == typeid::of::<SecureAlloc>()
 }
 
+/// Plaintext length from which a fresh secret's locked buffer becomes its
+/// cell (`Secret::seal_new_in_buffer`). Below it the buffer stays a
+/// transient of its own: a small secret then needs a spare slot while it is
+/// created, which is the slot a read finds free afterwards — filling the
+/// lock budget with small secrets still leaves each of them readable
+/// (`tests/unprivileged.rs` fills 8 MiB with 130,000 and reads them all).
+/// Above it the copy and wipe saved are worth the difference.
+const IN_BUFFER_MIN: usize = 1024;
+
+/// Whether `alloc` is the fail-closed arena: a cell from it is locked, so
+/// the locked plaintext buffer may become the cell. (A best-effort cell
+/// must be able to come from unlocked memory once the budget is spent, so
+/// it is never a plaintext buffer, which is always locked.)
+fn fail_closed_arena<A: Allocator>(alloc: &A) -> bool {
+    if !arena_owned::<A>() {
+        return false;
+    }
+    // SAFETY: `A` is exactly `SecureAlloc` (type identity above), so the
+    // bytes of `alloc` are a valid `SecureAlloc`; it is `Copy` and holds no
+    // resources, so the copy is a plain read.
+    let arena: SecureAlloc = unsafe { core::mem::transmute_copy(alloc) };
+    arena.policy() == crate::LockPolicy::FailClosed
+}
+
 /// The registry's storage flags for a fresh cell of `layout` from `A`.
 fn storage_of<A: Allocator>(cell: usize, layout: Layout) -> u8 {
-    let locked = SecureAlloc::is_locked(cell as *const u8);
-    let mut flags = match locked {
-        Some(true) => registry::STORAGE_LOCKED,
-        Some(false) => registry::STORAGE_UNLOCKED,
+    // One lookup for both facts (each is a walk of the arena's tables).
+    let block = SecureAlloc::usable_size_and_locked(cell as *const u8);
+    let mut flags = match block {
+        Some((_, true)) => registry::STORAGE_LOCKED,
+        Some((_, false)) => registry::STORAGE_UNLOCKED,
         None => 0,
     };
     if arena_owned::<A>() {
         // The length the registry records is bounded by the real block:
         // purge wipes no more than the arena handed out.
-        match SecureAlloc::usable_size(cell as *const u8) {
-            Some(usable) if usable >= layout.size() => flags |= registry::ARENA_OWNED,
+        match block {
+            Some((usable, _)) if usable >= layout.size() => flags |= registry::ARENA_OWNED,
             _ => crate::fatal::fatal(crate::fatal::FatalKind::Corruption),
         }
     }
@@ -145,6 +174,31 @@ fn new_plain_buf(len: usize) -> Result<PlainBuf, Error> {
     let mut buf = PlainBuf::new_in(SecureAlloc::new());
     buf.try_reserve_exact(capacity).map_err(|_| arena_error())?;
     Ok(buf)
+}
+
+/// Seals `plain[from..]` in place under `id`: it is zero-padded to whole
+/// blocks and becomes that many bytes of ciphertext (the AAD carries the
+/// length of the plaintext, `plain.len() - from`).
+fn seal_tail_in_place(
+    plain: &mut PlainBuf,
+    from: usize,
+    id: u64,
+) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), Error> {
+    let len = plain.len() - from;
+    plain
+        .try_reserve_exact(sealed_len(len) - len)
+        .map_err(|_| arena_error())?;
+    plain.resize(from + sealed_len(len), 0);
+    with_key(|material| {
+        let stored = material.next_nonce()?;
+        let tag = material
+            .key()
+            .seal_in_place_separate_tag(nonce(stored), aad(id, len), &mut plain[from..])
+            .map_err(|_| Error::KeyUnavailable)?;
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(tag.as_ref());
+        Ok((stored, tag_bytes))
+    })
 }
 
 /// Seals `plain` in place under `id`: it is zero-padded to whole blocks and
@@ -207,7 +261,7 @@ impl<T: Plain> Secret<T> {
     /// locked memory (it starts zeroed), so no copy of it ever sits on the
     /// caller's stack.
     pub fn new_with(init: impl FnOnce(&mut T)) -> Result<Self, Error> {
-        with_key(|_| Ok(()))?;
+        key_ready()?;
         let mut plain = new_plain_buf(core::mem::size_of::<T>())?;
         plain.resize(core::mem::size_of::<T>(), 0);
         init(T::view_mut(&mut plain));
@@ -224,18 +278,71 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     pub fn new_in(value: T, alloc: A) -> Result<Self, Error> {
         // The key page first: it is the one piece of locked memory every
         // secret needs, so it must not lose the budget to arena slabs.
-        with_key(|_| Ok(()))?;
+        key_ready()?;
         let mut plain = new_plain_buf(value.plaintext_len())?;
+        if value.plaintext_len() >= IN_BUFFER_MIN && fail_closed_arena(&alloc) {
+            // The buffer becomes the cell: room for the nonce first, then
+            // the plaintext, sealed where it lies.
+            plain.resize(NONCE_LEN, 0);
+            value.into_plaintext(&mut plain)?;
+            return Self::seal_new_in_buffer(plain, alloc, 0);
+        }
         value.into_plaintext(&mut plain)?;
         Self::seal_new(plain, alloc, 0)
     }
 
-    fn seal_new(mut plain: PlainBuf, alloc: A, expires_at_ns: u64) -> Result<Self, Error> {
-        let len = plain.len();
+    /// [`Self::seal_new`] for a cell allocator that is the arena itself:
+    /// `plain` holds `NONCE_LEN` placeholder bytes, then the plaintext; it is
+    /// sealed in place and handed over as the cell — no second allocation,
+    /// no copy of the ciphertext, no wipe of a plaintext buffer (a 64 KiB
+    /// secret's create made three passes over its bytes besides the
+    /// encryption). If the buffer's size is not exactly a cell (the value
+    /// grew it past the size hint), it takes the copying path instead.
+    fn seal_new_in_buffer(
+        mut plain: PlainBuf,
+        alloc: A,
+        expires_at_ns: u64,
+    ) -> Result<Self, Error> {
+        let len = plain.len() - NONCE_LEN;
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
+        let layout = cell_layout(len)?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let (stored_nonce, tag) = seal_in_place(&mut plain, id)?;
-        let (cell, layout) = new_cell(&alloc, &stored_nonce, &plain, &tag)?;
+        let (stored_nonce, tag) = seal_tail_in_place(&mut plain, NONCE_LEN, id)?;
+        plain
+            .try_reserve_exact(TAG_LEN)
+            .map_err(|_| arena_error())?;
+        plain.extend_from_slice(&tag);
+        plain[..NONCE_LEN].copy_from_slice(&stored_nonce);
+        if plain.len() != layout.size() || plain.capacity() != layout.size() {
+            // Only ciphertext is copied; `plain` is wiped when it is freed.
+            let (cell, layout) = new_cell(
+                &alloc,
+                &stored_nonce,
+                &plain[NONCE_LEN..NONCE_LEN + sealed_len(len)],
+                &tag,
+            )?;
+            return Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns);
+        }
+        // The buffer came from `SecureAlloc::new()` with exactly `layout`
+        // (capacity == size, alignment 1), and `A` is `SecureAlloc`, which
+        // frees a block whatever handle and policy it came from.
+        let mut plain = core::mem::ManuallyDrop::new(plain);
+        // SAFETY: the vector's buffer is a live allocation of `layout.size()`
+        // bytes (its capacity), non-null; leaving it in `ManuallyDrop` hands
+        // its ownership to the cell.
+        let cell = unsafe { NonNull::new_unchecked(plain.as_mut_ptr()) };
+        Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns)
+    }
+
+    /// Records a sealed `cell` in the registry; frees it on failure.
+    fn register_cell(
+        cell: NonNull<u8>,
+        layout: Layout,
+        len32: u32,
+        id: u64,
+        alloc: A,
+        expires_at_ns: u64,
+    ) -> Result<Self, Error> {
         let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
         match registry::register(cell.as_ptr() as usize, len32, id, expires_at_ns, storage) {
             Ok(entry) => {
@@ -252,6 +359,15 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
                 Err(e)
             }
         }
+    }
+
+    fn seal_new(mut plain: PlainBuf, alloc: A, expires_at_ns: u64) -> Result<Self, Error> {
+        let len = plain.len();
+        let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (stored_nonce, tag) = seal_in_place(&mut plain, id)?;
+        let (cell, layout) = new_cell(&alloc, &stored_nonce, &plain, &tag)?;
+        Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns)
     }
 
     /// Decrypts into a fresh locked buffer.
@@ -501,9 +617,13 @@ fn new_cell<A: Allocator>(
 /// # Safety
 /// `cell` came from `alloc` with `layout`, and nothing else can reach it.
 unsafe fn free_cell<A: Allocator>(alloc: &A, cell: NonNull<u8>, layout: Layout) {
+    // The arena wipes every byte it is given back; any other allocator's
+    // cell is wiped here first (a second pass over a 64 KiB cell otherwise).
     // SAFETY: forwarded from the caller.
     unsafe {
-        wipe(cell.as_ptr() as usize, layout.size());
+        if !arena_owned::<A>() {
+            wipe(cell.as_ptr() as usize, layout.size());
+        }
         alloc.deallocate(cell, layout);
     }
 }

@@ -97,6 +97,52 @@ fn every_flipped_bit_of_nonce_ciphertext_and_tag_is_detected() {
     println!("{flips} single-bit flips, all detected");
 }
 
+/// Secrets from 1 KiB up are sealed in their plaintext buffer, which then
+/// becomes the cell; below, the ciphertext is copied into a cell of its
+/// own. Both sides of the boundary, and the large-block boundary (16 KiB):
+/// round trip, growth, a flipped bit in each part of the cell, storage
+/// locked and the cell exactly `8 + padded + 16` bytes.
+#[test]
+fn secrets_sealed_in_their_buffer_round_trip_and_detect_tampering() {
+    for len in [
+        1023usize,
+        1024,
+        1025,
+        4095,
+        16 * 1024,
+        16 * 1024 + 1,
+        64 * 1024 + 7,
+    ] {
+        let value: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+        let mut s: Secret<Vec<u8>> = Secret::new(value.clone()).unwrap();
+        assert_eq!(s.expose(|b| b.to_vec()).unwrap(), value, "len {len}");
+        assert_eq!(s.storage_locked(), Some(true), "len {len}");
+        let total = s.sealed_bytes_mut().len();
+        assert_eq!(total, 8 + len.next_multiple_of(16) + 16, "len {len}");
+        for byte in [0, 7, 8, total / 2, total - 17, total - 1] {
+            s.sealed_bytes_mut()[byte] ^= 0x10;
+            assert_eq!(
+                s.expose(|_| ()),
+                Err(Error::Tampered),
+                "len {len} byte {byte}"
+            );
+            s.sealed_bytes_mut()[byte] ^= 0x10;
+        }
+        s.expose_mut(|b| b.extend_from_slice(b"tail"))
+            .unwrap()
+            .unwrap();
+        let mut grown = value.clone();
+        grown.extend_from_slice(b"tail");
+        assert_eq!(
+            s.expose(|b| b.to_vec()).unwrap(),
+            grown,
+            "len {len} after growth"
+        );
+        let text: Secret<String> = Secret::new("x".repeat(len)).unwrap();
+        assert_eq!(text.expose(|t| t.len()).unwrap(), len);
+    }
+}
+
 #[test]
 fn ciphertext_moved_between_secrets_fails_to_open() {
     let a: Secret<[u8; 32]> = Secret::new([1u8; 32]).unwrap();

@@ -72,6 +72,22 @@ fn vec_buffer_is_wiped_with_its_spare_capacity() {
     assert_eq!(s.expose(|b| b.to_vec()).unwrap(), vec![0xA5u8; 40]);
 }
 
+fn big_vec_buffer_is_wiped_with_its_spare_capacity() {
+    // Past a page (where the arena is asked whether it owns the buffer) and
+    // past the size from which the locked plaintext buffer becomes the cell.
+    let mut v = Vec::with_capacity(8192);
+    v.extend_from_slice(&[0xA5u8; 5000]);
+    v.spare_capacity_mut()[..3000].fill(std::mem::MaybeUninit::new(0x5A));
+    watch(v.as_ptr());
+    let s = Secret::new(v).unwrap();
+    assert_eq!(
+        outcome(),
+        FREED_ZERO,
+        "the 8 KiB Vec's buffer was freed with data in it"
+    );
+    assert_eq!(s.expose(|b| b.to_vec()).unwrap(), vec![0xA5u8; 5000]);
+}
+
 fn string_buffer_is_wiped() {
     let text = String::from("correct horse battery staple");
     watch(text.as_ptr());
@@ -104,6 +120,10 @@ fn main() {
         (
             "vec_buffer_is_wiped_with_its_spare_capacity",
             vec_buffer_is_wiped_with_its_spare_capacity,
+        ),
+        (
+            "big_vec_buffer_is_wiped_with_its_spare_capacity",
+            big_vec_buffer_is_wiped_with_its_spare_capacity,
         ),
         ("string_buffer_is_wiped", string_buffer_is_wiped),
         ("boxed_slice_is_wiped", boxed_slice_is_wiped),

@@ -91,6 +91,13 @@ impl SecureAlloc {
         live_block(ptr as usize).map(|(_, locked)| locked)
     }
 
+    /// `(usable size, locked)` of the live allocation starting at `ptr`, in
+    /// one lookup: [`Self::usable_size`] and [`Self::is_locked`] together.
+    #[doc(hidden)]
+    pub fn usable_size_and_locked(ptr: *const u8) -> Option<(usize, bool)> {
+        live_block(ptr as usize)
+    }
+
     /// Reserves this policy's arena now (normally done by the first
     /// allocation). Returns `false` if it cannot be reserved.
     pub fn warm_up(&self) -> bool {

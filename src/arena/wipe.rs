@@ -23,6 +23,23 @@ pub(crate) unsafe fn wipe(addr: usize, len: usize) {
     zeroize::zeroize_bytes(bytes);
 }
 
+/// Zeroes the `len` bytes at `ptr`, initialised or not, in a way that is
+/// never optimised out: a `memset` (`write_bytes` through a raw pointer, so
+/// no reference to uninitialised bytes is made), then an empty `asm!` block
+/// that takes the pointer and may read memory, so the stores are not dead
+/// even right before the buffer is freed.
+///
+/// # Safety
+/// The caller has exclusive access to the `len` writable bytes at `ptr`.
+#[inline]
+pub(crate) unsafe fn wipe_raw(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded from the caller; zero is a valid `u8`.
+    unsafe {
+        core::ptr::write_bytes(ptr, 0, len);
+        core::arch::asm!("/* {0} */", in(reg) ptr, options(nostack, preserves_flags));
+    }
+}
+
 /// Pages examined per `mincore` call in [`wipe_resident`].
 const RESIDENCY_CHUNK_PAGES: usize = 4096;
 

@@ -95,6 +95,22 @@ pub(crate) fn with_key<R>(f: impl FnOnce(&KeyMaterial) -> Result<R, Error>) -> R
     result
 }
 
+/// Makes sure the key exists (creating it on first use) and is usable now,
+/// without pinning it: what a new secret checks before it takes any arena
+/// memory, so that the key page, which every secret needs, is locked first.
+/// (A pin and an unpin are two atomic read-modify-writes on the key page's
+/// shared line; the seal that follows pins it anyway.)
+pub(crate) fn key_ready() -> Result<(), Error> {
+    if FORKED.load(Ordering::Acquire) || PURGE_REQUESTED.load(Ordering::Acquire) {
+        return Err(Error::KeyUnavailable);
+    }
+    let material = material()?;
+    if material.pin.killed().is_some() {
+        return Err(Error::KeyUnavailable);
+    }
+    Ok(())
+}
+
 impl KeyMaterial {
     /// The next nonce: a 64-bit counter in the low bytes, so it never
     /// repeats under this key. Returns the 8 stored bytes.
