@@ -101,4 +101,88 @@ fn main() {
                 .as_secs_f64()
         );
     }
+    thread_scaling(bench);
+}
+
+/// Create + read + drop of 32-byte secrets on 1, 2 and 4 threads at once:
+/// total throughput (wall clock, all threads) and CPU time per operation.
+/// The registry is sharded, so threads should not serialise on its lock;
+/// on a 2-core machine throughput can at best double.
+fn thread_scaling(bench: bool) {
+    let per_thread: u32 = if bench { 100_000 } else { 1_000 };
+    let rounds = if bench { 5 } else { 1 };
+    println!();
+    println!(
+        "| threads | create+read+drop 32 B, total | CPU per op | throughput vs 1 thread | machine ceiling (a CPU-only loop, vs 1 thread) |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    let mut base = 0.0;
+    let mut loop_base = 0.0;
+    for threads in [1u32, 2, 4] {
+        // What the machine gives `threads` threads of pure computation right
+        // now (shared machines often give less than one core each).
+        let t = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| black_box(spin_work(if bench { 100_000_000 } else { 1_000_000 })));
+            }
+        });
+        let loop_rate = f64::from(threads) / t.elapsed().as_secs_f64();
+        if threads == 1 {
+            loop_base = loop_rate;
+        }
+        let mut walls = Vec::new();
+        let mut cpus = Vec::new();
+        for _ in 0..rounds {
+            let cpu0 = process_cpu();
+            let t = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| {
+                        for i in 0..per_thread {
+                            let s = Secret::new([i as u8; 32]).unwrap();
+                            black_box(s.expose(|v| v[0]).unwrap());
+                        }
+                    });
+                }
+            });
+            walls.push(t.elapsed());
+            cpus.push(process_cpu() - cpu0);
+        }
+        let ops = f64::from(threads * per_thread);
+        let wall = median(walls).as_secs_f64();
+        let cpu = median(cpus).as_secs_f64();
+        let throughput = ops / wall;
+        if threads == 1 {
+            base = throughput;
+        }
+        println!(
+            "| {threads} | {:.2} M ops/s | {:.2} µs | {:.2}× | {:.2}× |",
+            throughput / 1e6,
+            cpu / ops * 1e6,
+            throughput / base,
+            loop_rate / loop_base
+        );
+    }
+}
+
+/// A CPU-bound loop touching no shared memory.
+fn spin_work(n: u64) -> u64 {
+    let mut x = 1u64;
+    for i in 0..n {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
+    }
+    x
+}
+
+/// CPU time of the whole process (all threads).
+fn process_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }

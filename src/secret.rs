@@ -39,7 +39,7 @@ use core::alloc::Layout;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use key_page::{key_ready, nonce, with_key};
 use registry::Entry;
@@ -128,10 +128,34 @@ fn storage_of<A: Allocator>(cell: usize, layout: Layout) -> u8 {
     flags
 }
 
-/// Next secret identity. Never reused within the process.
+/// Next block of secret identities. An identity is never reused within
+/// the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-/// Live secrets.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Identities a thread takes at a time (see [`next_id`]).
+const ID_BLOCK: u64 = 256;
+
+std::thread_local! {
+    /// This thread's block of identities: (next, end).
+    static ID_CACHE: core::cell::Cell<(u64, u64)> = const { core::cell::Cell::new((0, 0)) };
+}
+
+/// A fresh secret identity. Threads take [`ID_BLOCK`] at a time from the
+/// shared counter, so creating secrets on several threads does not bounce
+/// its cache line between them; blocks never overlap.
+fn next_id() -> u64 {
+    ID_CACHE
+        .try_with(|cache| {
+            let (next, end) = cache.get();
+            if next < end {
+                cache.set((next + 1, end));
+                return next;
+            }
+            let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            cache.set((start + 1, start + ID_BLOCK));
+            start
+        })
+        .unwrap_or_else(|_| NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
 
 /// The error for an arena allocation that failed: `LockRefused` if the
 /// kernel has refused to lock memory for the fail-closed heap, else
@@ -306,7 +330,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let len = plain.len() - NONCE_LEN;
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let layout = cell_layout(len)?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_id();
         let (stored_nonce, tag) = seal_tail_in_place(&mut plain, NONCE_LEN, id)?;
         plain
             .try_reserve_exact(TAG_LEN)
@@ -345,14 +369,11 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     ) -> Result<Self, Error> {
         let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
         match registry::register(cell.as_ptr() as usize, len32, id, expires_at_ns, storage) {
-            Ok(entry) => {
-                LIVE.fetch_add(1, Ordering::Relaxed); // balanced by `Drop`
-                Ok(Secret {
-                    entry,
-                    alloc,
-                    holds: PhantomData,
-                })
-            }
+            Ok(entry) => Ok(Secret {
+                entry,
+                alloc,
+                holds: PhantomData,
+            }),
             Err(e) => {
                 // SAFETY: the cell was never published.
                 unsafe { free_cell(&alloc, cell, layout) };
@@ -364,7 +385,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     fn seal_new(mut plain: PlainBuf, alloc: A, expires_at_ns: u64) -> Result<Self, Error> {
         let len = plain.len();
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_id();
         let (stored_nonce, tag) = seal_in_place(&mut plain, id)?;
         let (cell, layout) = new_cell(&alloc, &stored_nonce, &plain, &tag)?;
         Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns)
@@ -573,7 +594,6 @@ impl<T: Protect, A: Allocator> Drop for Secret<T, A> {
             // came from `self.alloc` with this layout (the registry's length).
             unsafe { free_cell(&self.alloc, cell, layout) };
         }
-        LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -730,8 +750,7 @@ pub struct SecretStats {
 
 /// A snapshot of every live secret's storage mode.
 pub fn stats() -> SecretStats {
-    let (locked, unlocked) = registry::storage_counts();
-    let live = LIVE.load(Ordering::Relaxed);
+    let (live, locked, unlocked) = registry::storage_counts();
     SecretStats {
         live,
         storage_locked: locked,

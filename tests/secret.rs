@@ -439,6 +439,18 @@ fn purge_wipes_the_key_and_every_secret() {
         let canary = random::<32>();
         let mut secrets: Vec<Secret<[u8; 32]>> =
             (0..1000).map(|_| Secret::new(canary).unwrap()).collect();
+        // Secrets registered by other threads sit in other registry shards
+        // (one per thread, round robin): purge must reach every shard.
+        for _ in 0..6 {
+            let made = std::thread::spawn(move || {
+                (0..100)
+                    .map(|_| Secret::new(canary).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap();
+            secrets.extend(made);
+        }
         assert!(secrets.iter().all(|s| s.expose(|k| *k == canary).unwrap()));
         // A secret in a borrowed foreign allocator, leaked, whose allocator
         // is then gone: purge must not touch that memory (only arena cells

@@ -16,9 +16,15 @@
 //! ciphertext is useless once the key is wiped).
 //!
 //! Entries live in chunks mapped straight from the OS (never through the
-//! arena, and never unmapped, so an entry's address is stable). The lock is
-//! a leaf of the hierarchy (`Rank::SecretRegistry`): nothing is taken and
-//! nothing allocates while it is held.
+//! arena, and never unmapped, so an entry's address is stable). The table
+//! is split into [`SHARDS`] shards, each with its own lock, free list and
+//! chunks; a thread registers its secrets in the shard it was assigned on
+//! first use, and an entry goes back to the shard it came from, so creating
+//! and dropping secrets on different threads does not serialise on one
+//! lock. Every shard lock is a leaf of the hierarchy
+//! (`Rank::SecretRegistry`): nothing is taken and nothing allocates while it
+//! is held, and no path holds two of them (purge and the statistics visit
+//! the shards one after another; only the fork protocol holds them all).
 
 #![allow(unsafe_code)]
 
@@ -31,8 +37,10 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize
 
 /// Entries per chunk (one mapping of ~160 KiB).
 const CHUNK_ENTRIES: usize = 4096;
-/// Chunks at most: 16 Mi live secrets.
-const MAX_CHUNKS: usize = 4096;
+/// Independent shards of the table.
+pub(crate) const SHARDS: usize = 4;
+/// Chunks per shard at most: 4 Mi live secrets a shard, 16 Mi in all.
+const MAX_CHUNKS: usize = 1024;
 
 /// `Entry::flags`: the entry belongs to a live secret.
 const IN_USE: u8 = 1;
@@ -54,8 +62,8 @@ pub(crate) struct Entry {
     flags: AtomicU8,          // IN_USE | ARENA_OWNED | STORAGE_*; under the lock
     id: AtomicU64,            // associated data; set at registration
     expires_at_ns: AtomicU64, // CLOCK_MONOTONIC deadline, 0 = never; owner
-    next_free: AtomicU32,     // free list (index + 1); under the lock
-    index: AtomicU32,         // this entry's own index; set when first handed out
+    next_free: AtomicU32,     // shard's free list (local index + 1); under its lock
+    index: AtomicU32,         // local index * SHARDS + shard; set when first handed out
 }
 
 impl Entry {
@@ -91,43 +99,82 @@ struct Table {
     chunks: usize,  // chunks mapped
 }
 
-static TABLE: Mutex<Table> = Mutex::new(
-    Rank::SecretRegistry,
-    Table {
-        free_head: 0,
-        fresh: 0,
-        chunks: 0,
-    },
-);
-/// Chunk addresses (0 = not mapped), published before `Table::chunks` grows.
-static CHUNKS: [AtomicUsize; MAX_CHUNKS] = [const { AtomicUsize::new(0) }; MAX_CHUNKS];
-/// Set by `purge`, checked at registration under the lock: a secret that
-/// passed the key check before a purge cannot slip in after it.
+static TABLES: [Mutex<Table>; SHARDS] = [const {
+    Mutex::new(
+        Rank::SecretRegistry,
+        Table {
+            free_head: 0,
+            fresh: 0,
+            chunks: 0,
+        },
+    )
+}; SHARDS];
+/// Chunk addresses per shard (0 = not mapped), published before
+/// `Table::chunks` grows.
+static CHUNKS: [[AtomicUsize; MAX_CHUNKS]; SHARDS] =
+    [const { [const { AtomicUsize::new(0) }; MAX_CHUNKS] }; SHARDS];
+/// Set by `purge`, checked at registration under the shard's lock: a secret
+/// that passed the key check before a purge cannot slip in after it.
 static PURGED_ALL: AtomicBool = AtomicBool::new(false);
 static JOINED_FORK: AtomicBool = AtomicBool::new(false);
+/// Round-robin counter assigning threads to shards.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
-fn entry(index: usize) -> &'static Entry {
-    let chunk = CHUNKS[index / CHUNK_ENTRIES].load(Ordering::Acquire);
-    debug_assert!(chunk != 0);
-    // SAFETY: `index` is below `Table::fresh`, so its chunk was mapped and
-    // published; chunks are never unmapped, and all-zero bytes (fresh
-    // pages) are a valid `Entry` (atomics and a zero pin state).
-    unsafe { &*(chunk as *const Entry).add(index % CHUNK_ENTRIES) }
+std::thread_local! {
+    /// This thread's shard + 1 (0 until its first registration).
+    static THREAD_SHARD: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
 }
 
-fn lock_table() -> crate::sync::MutexGuard<'static, Table> {
+/// The shard the calling thread registers in.
+fn my_shard() -> usize {
+    THREAD_SHARD
+        .try_with(|shard| match shard.get() {
+            0 => {
+                let chosen = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+                shard.set(chosen as u8 + 1);
+                chosen
+            }
+            s => s as usize - 1,
+        })
+        .unwrap_or(0)
+}
+
+fn entry(shard: usize, local: usize) -> &'static Entry {
+    let chunk = CHUNKS[shard][local / CHUNK_ENTRIES].load(Ordering::Acquire);
+    debug_assert!(chunk != 0);
+    // SAFETY: `local` is below the shard's `Table::fresh`, so its chunk was
+    // mapped and published; chunks are never unmapped, and all-zero bytes
+    // (fresh pages) are a valid `Entry` (atomics and a zero pin state).
+    unsafe { &*(chunk as *const Entry).add(local % CHUNK_ENTRIES) }
+}
+
+/// The shard an entry belongs to.
+fn shard_of(e: &Entry) -> usize {
+    e.index.load(Ordering::Relaxed) as usize % SHARDS
+}
+
+fn lock_table(shard: usize) -> crate::sync::MutexGuard<'static, Table> {
     if !JOINED_FORK.load(Ordering::Relaxed) {
         join(Rank::SecretRegistry, &FORK);
         JOINED_FORK.store(true, Ordering::Relaxed);
     }
-    TABLE.lock()
+    TABLES[shard].lock()
 }
 
 static FORK: Participant = Participant {
-    lock: || TABLE.lock_and_forget(),
+    lock: || {
+        for table in &TABLES {
+            table.lock_and_forget();
+        }
+    },
     // SAFETY: the protocol calls this only after `lock` on the same thread
-    // (or the child's only thread).
-    unlock: || unsafe { TABLE.force_unlock() },
+    // (or the child's only thread), which took every shard.
+    unlock: || {
+        for table in TABLES.iter().rev() {
+            // SAFETY: as above.
+            unsafe { table.force_unlock() };
+        }
+    },
     after_child: || {},
 };
 
@@ -141,14 +188,15 @@ pub(crate) fn register(
     expires_at_ns: u64,
     storage: u8,
 ) -> Result<&'static Entry, Error> {
-    let mut table = lock_table();
+    let shard = my_shard();
+    let mut table = lock_table(shard);
     if PURGED_ALL.load(Ordering::Acquire) {
         return Err(Error::KeyUnavailable);
     }
-    let index = if table.free_head != 0 {
-        let index = table.free_head as usize - 1;
-        table.free_head = entry(index).next_free.load(Ordering::Relaxed);
-        index
+    let local = if table.free_head != 0 {
+        let local = table.free_head as usize - 1;
+        table.free_head = entry(shard, local).next_free.load(Ordering::Relaxed);
+        local
     } else {
         if table.fresh == table.chunks * CHUNK_ENTRIES {
             if table.chunks == MAX_CHUNKS {
@@ -158,15 +206,17 @@ pub(crate) fn register(
             let chunk = sys::mmap_read_write(bytes).map_err(|_| Error::AllocFailed)?;
             // Addresses and lengths only, but keep them out of dumps too.
             let _ = sys::madvise_dontdump(chunk, bytes);
-            CHUNKS[table.chunks].store(chunk, Ordering::Release);
+            CHUNKS[shard][table.chunks].store(chunk, Ordering::Release);
             table.chunks += 1;
         }
         table.fresh += 1;
-        let index = table.fresh - 1;
-        entry(index).index.store(index as u32, Ordering::Relaxed);
-        index
+        let local = table.fresh - 1;
+        entry(shard, local)
+            .index
+            .store((local * SHARDS + shard) as u32, Ordering::Relaxed);
+        local
     };
-    let e = entry(index);
+    let e = entry(shard, local);
     e.pin.reset();
     e.cell.store(cell, Ordering::Relaxed);
     e.len.store(len, Ordering::Relaxed);
@@ -181,12 +231,12 @@ pub(crate) fn register(
 /// the cell, so the caller may wipe and free it — and the entry may be
 /// reused at once by another thread, so the caller must not read it again.
 pub(crate) fn unregister(e: &'static Entry) -> (usize, usize) {
-    let mut table = lock_table();
+    let mut table = lock_table(shard_of(e));
     let cell = e.cell();
     e.flags.store(0, Ordering::Relaxed);
-    let index = e.index.load(Ordering::Relaxed) as usize;
+    let local = e.index.load(Ordering::Relaxed) as usize / SHARDS;
     e.next_free.store(table.free_head, Ordering::Relaxed);
-    table.free_head = index as u32 + 1;
+    table.free_head = local as u32 + 1;
     cell
 }
 
@@ -199,7 +249,7 @@ pub(crate) fn replace_cell(
     len: u32,
     storage: u8,
 ) -> Result<(), u32> {
-    let _table = lock_table();
+    let _table = lock_table(shard_of(e));
     if let Some(reasons) = e.pin.killed() {
         return Err(reasons);
     }
@@ -212,7 +262,7 @@ pub(crate) fn replace_cell(
 /// Runs `f` while purge is excluded, if the secret is still alive (an
 /// in-place re-seal). `Err(reasons)` if it was killed.
 pub(crate) fn while_alive<R>(e: &'static Entry, f: impl FnOnce() -> R) -> Result<R, u32> {
-    let _table = lock_table();
+    let _table = lock_table(shard_of(e));
     match e.pin.killed() {
         Some(reasons) => Err(reasons),
         None => Ok(f()),
@@ -226,39 +276,45 @@ pub(crate) fn while_alive<R>(e: &'static Entry, f: impl FnOnce() -> R) -> Result
 /// threads are not held up for the whole sweep.
 pub(crate) fn purge_all(wipe_cell: impl Fn(usize, usize)) {
     PURGED_ALL.store(true, Ordering::Release);
-    let mut chunk = 0;
-    loop {
-        let table = lock_table();
-        if chunk >= table.chunks {
-            return;
-        }
-        let end = table.fresh.min((chunk + 1) * CHUNK_ENTRIES);
-        for index in chunk * CHUNK_ENTRIES..end {
-            let e = entry(index);
-            let flags = e.flags.load(Ordering::Relaxed);
-            if flags & IN_USE != 0 && e.pin.kill(PURGED) && flags & ARENA_OWNED != 0 {
-                let (cell, len) = e.cell();
-                wipe_cell(cell, len);
+    for shard in 0..SHARDS {
+        let mut chunk = 0;
+        loop {
+            let table = lock_table(shard);
+            if chunk >= table.chunks {
+                break;
             }
+            let end = table.fresh.min((chunk + 1) * CHUNK_ENTRIES);
+            for local in chunk * CHUNK_ENTRIES..end {
+                let e = entry(shard, local);
+                let flags = e.flags.load(Ordering::Relaxed);
+                if flags & IN_USE != 0 && e.pin.kill(PURGED) && flags & ARENA_OWNED != 0 {
+                    let (cell, len) = e.cell();
+                    wipe_cell(cell, len);
+                }
+            }
+            drop(table);
+            chunk += 1;
         }
-        drop(table);
-        chunk += 1;
     }
 }
 
-/// Counts of live secrets by storage: `(locked, unlocked)` arena cells.
-pub(crate) fn storage_counts() -> (usize, usize) {
-    let table = lock_table();
-    let (mut locked, mut unlocked) = (0, 0);
-    for index in 0..table.fresh {
-        let flags = entry(index).flags.load(Ordering::Relaxed);
-        if flags & IN_USE != 0 {
-            if flags & STORAGE_LOCKED != 0 {
-                locked += 1;
-            } else if flags & STORAGE_UNLOCKED != 0 {
-                unlocked += 1;
+/// Counts of live secrets: `(all, in locked arena cells, in unlocked arena
+/// cells)`.
+pub(crate) fn storage_counts() -> (usize, usize, usize) {
+    let (mut live, mut locked, mut unlocked) = (0, 0, 0);
+    for shard in 0..SHARDS {
+        let table = lock_table(shard);
+        for local in 0..table.fresh {
+            let flags = entry(shard, local).flags.load(Ordering::Relaxed);
+            if flags & IN_USE != 0 {
+                live += 1;
+                if flags & STORAGE_LOCKED != 0 {
+                    locked += 1;
+                } else if flags & STORAGE_UNLOCKED != 0 {
+                    unlocked += 1;
+                }
             }
         }
     }
-    (locked, unlocked)
+    (live, locked, unlocked)
 }

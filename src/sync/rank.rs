@@ -10,7 +10,7 @@
 //! | 1 | `HeapClass` | one central list of one class and shard | pool |
 //! | 2 | `HeapPool` | a heap's empty slabs and commit frontier | nothing (system calls only) |
 //! | 3 | `LargeRegistry` | a heap's large-block table and cache | nothing (system calls only) |
-//! | 4 | `SecretRegistry` | the secret registry's entry table | nothing: never calls into the arena |
+//! | 4 | `SecretRegistry` | one of the secret registry's 4 shards (entries, free list) | nothing: never calls into the arena |
 //!
 //! No path holds two locks of one rank (two class lists, or one lock in
 //! each heap), so equal ranks are a violation too. A new lock gets a row here
