@@ -154,6 +154,40 @@ fn ciphertext_moved_between_secrets_fails_to_open() {
     assert_eq!(a.expose(|k| *k).unwrap(), [1u8; 32]);
 }
 
+/// Threads take nonces from the shared counter in blocks: seals on
+/// several threads at once, including threads that exit with part of a
+/// block unused and new threads after them, never repeat one.
+#[test]
+fn seals_on_many_threads_never_repeat_a_nonce() {
+    let mut seen = HashSet::new();
+    for wave in 0..3u8 {
+        let handles: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut s: Secret<[u8; 16]> = Secret::new([t; 16]).unwrap();
+                    let mut nonces = Vec::new();
+                    // Not a multiple of the block: each thread leaves some unused.
+                    for i in 0..1_000u32 + u32::from(t) * 37 + u32::from(wave) {
+                        s.expose_mut(|k| k[..4].copy_from_slice(&i.to_le_bytes()))
+                            .unwrap();
+                        let nonce: [u8; 8] = s.sealed_bytes_mut()[..8].try_into().unwrap();
+                        nonces.push(nonce);
+                    }
+                    nonces
+                })
+            })
+            .collect();
+        for h in handles {
+            for nonce in h.join().unwrap() {
+                assert!(
+                    seen.insert(nonce),
+                    "nonce {nonce:?} repeated across threads"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_million_seals_never_repeat_a_nonce() {
     let mut s: Secret<[u8; 16]> = Secret::new([0u8; 16]).unwrap();
