@@ -85,12 +85,14 @@ fn arena_owned<A: Allocator>() -> bool {
 }
 
 /// Plaintext length from which a fresh secret's locked buffer becomes its
-/// cell (`Secret::seal_new_in_buffer`). Below it the buffer stays a
-/// transient of its own: a small secret then needs a spare slot while it is
-/// created, which is the slot a read finds free afterwards — filling the
-/// lock budget with small secrets still leaves each of them readable
-/// (`tests/unprivileged.rs` fills 8 MiB with 130,000 and reads them all).
-/// Above it the copy and wipe saved are worth the difference.
+/// cell (`Secret::seal_new_in_buffer`) — when the process may lock without
+/// limit. Otherwise the buffer stays a transient of its own, which is what
+/// keeps every secret readable once the budget is spent: creation needs a
+/// spare buffer of the secret's size, so the last secret that fits leaves
+/// one free for reads. (Taking the in-buffer path under a limit, 1,524
+/// secrets of 4 KiB filled 8 MiB and not one could be read back — found by
+/// the issue-12 attack review; tests/issue12_secret.rs.) Below 1 KiB the
+/// copy and wipe saved are worth less than the allocator round trip.
 const IN_BUFFER_MIN: usize = 1024;
 
 /// Whether `alloc` is the fail-closed arena: a cell from it is locked, so
@@ -304,7 +306,10 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         // secret needs, so it must not lose the budget to arena slabs.
         key_ready()?;
         let mut plain = new_plain_buf(value.plaintext_len())?;
-        if value.plaintext_len() >= IN_BUFFER_MIN && fail_closed_arena(&alloc) {
+        if value.plaintext_len() >= IN_BUFFER_MIN
+            && fail_closed_arena(&alloc)
+            && crate::arena::budget::lock_unlimited_at_start()
+        {
             // The buffer becomes the cell: room for the nonce first, then
             // the plaintext, sealed where it lies.
             plain.resize(NONCE_LEN, 0);

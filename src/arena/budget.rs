@@ -104,6 +104,21 @@ fn read_cap_ipc_lock() -> bool {
 
 /// The lock limit that applies to this process: the soft `RLIMIT_MEMLOCK`,
 /// or `None` with `CAP_IPC_LOCK` or an unlimited limit.
+/// Whether this process may lock without limit (`CAP_IPC_LOCK`, or an
+/// unlimited `RLIMIT_MEMLOCK`), as found on the first call. Cached, for
+/// paths that only choose a strategy by it: a later `setrlimit` is not seen.
+pub(crate) fn lock_unlimited_at_start() -> bool {
+    static SEEN: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 limited, 2 unlimited
+    match SEEN.load(Ordering::Relaxed) {
+        0 => {
+            let unlimited = lock_limit().is_none();
+            SEEN.store(if unlimited { 2 } else { 1 }, Ordering::Relaxed);
+            unlimited
+        }
+        v => v == 2,
+    }
+}
+
 pub(crate) fn lock_limit() -> Option<usize> {
     if has_cap_ipc_lock() {
         return None;

@@ -225,17 +225,16 @@ fn try_grow(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
 /// Wipes the `capacity` bytes of a value's own buffer, which the caller is
 /// about to free. `zeroize`'s `Vec` impl writes one volatile byte at a time
 /// (29% of a 64 KiB `Secret::new` in the profile, more than the AES-GCM
-/// seal); this is one `memset` and a barrier. A buffer the arena owns — the
-/// value was allocated under `SecureAlloc` as the global allocator — is
-/// wiped by its own free, so it is not wiped twice (looked up only for
-/// buffers of a page or more, where the lookup costs less than the wipe).
+/// seal); this is one `memset` and a barrier. It is done even when the
+/// buffer is the arena's (`SecureAlloc` as the global allocator): that the
+/// arena owns a block does not mean this free reaches it now — a global
+/// allocator layered on the arena may keep the block for reuse (found by
+/// the issue-12 attack review: an 8 KiB plaintext came back whole in the
+/// next `Vec` of that size when the wipe was skipped).
 ///
 /// # Safety
 /// The caller owns the `capacity` bytes at `ptr` and frees them next.
 unsafe fn wipe_owned_buffer(ptr: *mut u8, capacity: usize) {
-    if capacity >= 4096 && SecureAlloc::usable_size(ptr).is_some() {
-        return;
-    }
     // SAFETY: forwarded from the caller.
     unsafe { crate::arena::wipe::wipe_raw(ptr, capacity) };
 }
