@@ -25,6 +25,8 @@ pub mod arena;
 pub mod error;
 #[doc(hidden)]
 pub mod fatal;
+#[doc(hidden)]
+pub mod gate;
 pub mod pin;
 #[cfg(not(loom))]
 pub mod secret;

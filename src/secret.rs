@@ -130,6 +130,30 @@ fn storage_of<A: Allocator>(cell: usize, layout: Layout) -> u8 {
     flags
 }
 
+/// Round-robin counter giving each thread its slot (see [`thread_slot`]).
+static NEXT_SLOT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+std::thread_local! {
+    /// This thread's slot + 1 (0 until first asked).
+    static THREAD_SLOT: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// A small number for the calling thread, handed out round robin on first
+/// use: the registry shard it registers in and the key-gate counter it
+/// enters through, so that threads spread over both.
+pub(crate) fn thread_slot() -> usize {
+    THREAD_SLOT
+        .try_with(|slot| match slot.get() {
+            0 => {
+                let chosen = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+                slot.set(chosen + 1);
+                chosen
+            }
+            s => s - 1,
+        })
+        .unwrap_or(0)
+}
+
 /// Next block of secret identities. An identity is never reused within
 /// the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

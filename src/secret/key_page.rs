@@ -22,7 +22,8 @@
 
 use crate::arena::wipe::wipe;
 use crate::error::Error;
-use crate::pin::{PinState, PURGED};
+use crate::gate::ReaderGate;
+use crate::pin::PURGED;
 use crate::sync::fork::{join, Participant};
 use crate::sync::{Backoff, Mutex, Rank};
 use crate::sys;
@@ -62,7 +63,7 @@ pub(crate) struct KeyMaterial {
     // their traffic never evicts the key schedule other threads are
     // reading (they shared one line, and creating secrets on two threads
     // ran at half the throughput of one).
-    pin: OwnLine<PinState>,                    // readers of `key` vs purge
+    gate: ReaderGate,                          // readers of `key` vs purge
     nonce_counter: OwnLine<AtomicU64>,         // next nonce block: never repeats under this key
     raw: UnsafeCell<[u8; KEY_LEN]>,            // raw key bytes, only during creation
     key: UnsafeCell<MaybeUninit<LessSafeKey>>, // ring's key schedule, built in place
@@ -103,12 +104,14 @@ pub(crate) fn with_key<R>(f: impl FnOnce(&KeyMaterial) -> Result<R, Error>) -> R
         return Err(Error::KeyUnavailable);
     }
     let material = material()?;
-    material.pin.0.pin().map_err(|_| Error::KeyUnavailable)?;
+    let slot = crate::secret::thread_slot();
+    material
+        .gate
+        .enter(slot)
+        .map_err(|_| Error::KeyUnavailable)?;
     let result = f(material);
-    if material.pin.0.unpin() {
-        // A purge arrived while we held the key: we are the last reader out.
-        wipe_page(material);
-    }
+    // A purge that arrived meanwhile waits for us to leave, then wipes.
+    material.gate.leave(slot);
     result
 }
 
@@ -122,7 +125,7 @@ pub(crate) fn key_ready() -> Result<(), Error> {
         return Err(Error::KeyUnavailable);
     }
     let material = material()?;
-    if material.pin.0.killed().is_some() {
+    if material.gate.closed().is_some() {
         return Err(Error::KeyUnavailable);
     }
     Ok(())
@@ -287,7 +290,7 @@ fn lock_error(e: sys::OsError) -> Error {
 fn fill_key(addr: usize) -> Result<(), Error> {
     let material = addr as *mut KeyMaterial;
     // SAFETY: the page is ours, zeroed, and large enough (const-asserted);
-    // zero is a valid `PinState`, `AtomicU64` and byte array. `key` is
+    // zero is a valid `ReaderGate`, `AtomicU64` and byte array. `key` is
     // written before anything reads it.
     unsafe {
         let raw = &mut *(*material).raw.get();
@@ -317,7 +320,7 @@ fn wipe_page(material: &KeyMaterial) {
     // `UnsafeCell` (the atomic counter, `raw`, `key`), and `key` is
     // `MaybeUninit`, so zero bytes there are allowed and never read as a key.
     unsafe { wipe(base + start, KEY_PAGE_LEN - start) };
-    material.pin.0.finish_wipe();
+    material.gate.finish();
 }
 
 /// Wipes the key page now (or as soon as the last current user leaves) and
@@ -337,12 +340,15 @@ pub(crate) fn purge_key() {
     }
     // SAFETY: published key page, never unmapped.
     let material = unsafe { &*(addr as *const KeyMaterial) };
-    if material.pin.0.kill(PURGED) {
+    if material.gate.close(PURGED) {
+        // No reader enters from now on; those inside finish one seal or
+        // open and leave.
+        material.gate.wait_empty();
         wipe_page(material);
     }
-    // If a reader held the key, it wipes as it leaves; wait until it has.
+    // A purge on another thread may be the one wiping: wait until it has.
     let mut backoff = Backoff::new();
-    while !material.pin.0.is_wipe_done() {
+    while !material.gate.is_finished() {
         backoff.snooze();
     }
 }
@@ -357,9 +363,8 @@ pub(crate) fn is_purged() -> bool {
     addr != 0
         && !FORKED.load(Ordering::Acquire)
         && unsafe { &*(addr as *const KeyMaterial) }
-            .pin
-            .0
-            .killed()
+            .gate
+            .closed()
             .is_some()
 }
 

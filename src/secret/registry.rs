@@ -117,26 +117,9 @@ static CHUNKS: [[AtomicUsize; MAX_CHUNKS]; SHARDS] =
 /// that passed the key check before a purge cannot slip in after it.
 static PURGED_ALL: AtomicBool = AtomicBool::new(false);
 static JOINED_FORK: AtomicBool = AtomicBool::new(false);
-/// Round-robin counter assigning threads to shards.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-std::thread_local! {
-    /// This thread's shard + 1 (0 until its first registration).
-    static THREAD_SHARD: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
-}
-
 /// The shard the calling thread registers in.
 fn my_shard() -> usize {
-    THREAD_SHARD
-        .try_with(|shard| match shard.get() {
-            0 => {
-                let chosen = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-                shard.set(chosen as u8 + 1);
-                chosen
-            }
-            s => s as usize - 1,
-        })
-        .unwrap_or(0)
+    super::thread_slot() % SHARDS
 }
 
 fn entry(shard: usize, local: usize) -> &'static Entry {
