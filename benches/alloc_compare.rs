@@ -12,6 +12,9 @@ use allocator_api2::vec::Vec as AVec;
 use secalloc::SecureAlloc;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::process_cpu;
 use std::time::Duration;
 use zeroizing_alloc::ZeroAlloc;
 
@@ -251,19 +254,6 @@ fn memset_only(s: &Scale) {
     }
 }
 
-/// CPU time of the whole process (all threads): machines are shared, and
-/// wall time would count other tenants' work.
-fn cpu_time() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid out-pointer for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -370,9 +360,9 @@ fn main() {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
         for _ in 0..s.rounds {
             for (i, (_, run)) in contenders.iter().enumerate() {
-                let t = cpu_time();
+                let t = process_cpu();
                 run(&s);
-                times[i].push(cpu_time() - t);
+                times[i].push(process_cpu() - t);
             }
         }
         let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();

@@ -7,6 +7,9 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use secalloc::Secret;
 use std::hint::black_box;
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::process_cpu;
 use std::time::{Duration, Instant};
 
 fn ring_seal_open(key: &LessSafeKey, buf: &mut Vec<u8>, counter: &mut u64) {
@@ -173,16 +176,4 @@ fn spin_work(n: u64) -> u64 {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
     }
     x
-}
-
-/// CPU time of the whole process (all threads).
-fn process_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid out-pointer for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }

@@ -24,12 +24,13 @@ fn thread_minor_faults() -> u64 {
     after.split(' ').nth(7).unwrap().parse().unwrap()
 }
 
-/// `VmLck` of this process in bytes.
-fn vm_locked() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: usize = status
+/// A `kB` field of a `/proc` file (`VmLck:` of status, `MemTotal:` of
+/// meminfo), in bytes.
+fn proc_kib_field(path: &str, field: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    let kib: usize = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
+        .find_map(|l| l.strip_prefix(field))
         .unwrap()
         .trim()
         .trim_end_matches("kB")
@@ -37,6 +38,11 @@ fn vm_locked() -> usize {
         .parse()
         .unwrap();
     kib * 1024
+}
+
+/// `VmLck` of this process in bytes.
+fn vm_locked() -> usize {
+    proc_kib_field("/proc/self/status", "VmLck:")
 }
 
 fn alloc(len: usize) -> NonNull<u8> {
@@ -214,17 +220,7 @@ fn a_reused_block_keeps_its_guard_at_the_map_count_limit() {
 
 /// Physical memory in bytes, from `/proc/meminfo`.
 fn physical_memory() -> usize {
-    let info = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: usize = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
+    proc_kib_field("/proc/meminfo", "MemTotal:")
 }
 
 fn idle_cached_blocks_never_refuse_a_request_that_fits_physical_memory() {

@@ -863,62 +863,54 @@ impl Drop for Heap {
     }
 }
 
-/// Allocates the metadata table for `slabs` slabs.
+/// A side table of the heap: the slab metadata (`[SlabMeta; slabs]`) or
+/// the class bytes (`[AtomicU8; slabs]`). In normal builds, fresh anonymous
+/// pages: all-zero is the initial value of both (every field an integer or
+/// an atomic integer). The tables hold no secrets, but they are large and
+/// mostly untouched: kept out of core dumps so dumps stay small.
 #[cfg(not(loom))]
-fn alloc_meta_table(_slabs: usize, len: usize) -> Option<usize> {
-    // Fresh anonymous pages are zero, and all-zero is `SlabMeta::new()`:
-    // every field is an integer or an atomic integer. The table holds no
-    // secrets, but it is large and mostly untouched: keep it out of core
-    // dumps so they stay small.
+fn alloc_side_table<T>(_slabs: usize, len: usize, _init: impl Fn() -> T) -> Option<usize> {
     let table = sys::mmap_read_write(len).ok()?;
     let _ = sys::madvise_dontdump(table, len);
     Some(table)
 }
 
 #[cfg(not(loom))]
-fn free_meta_table(addr: usize, _slabs: usize, len: usize) {
-    // SAFETY: the table was never published; nothing references it.
+#[allow(clippy::extra_unused_type_parameters)] // the element type matters under loom
+fn free_side_table<T>(addr: usize, _slabs: usize, len: usize) {
+    // SAFETY: the table was never published, or the model is over;
+    // nothing references it.
     let _ = unsafe { sys::munmap(addr, len) };
 }
 
+/// Under loom: a boxed slice of `init()` values.
 #[cfg(loom)]
-fn alloc_meta_table(slabs: usize, _len: usize) -> Option<usize> {
-    let table: Box<[SlabMeta]> = (0..slabs).map(|_| SlabMeta::new()).collect();
-    Some(Box::into_raw(table) as *mut SlabMeta as usize)
+fn alloc_side_table<T>(slabs: usize, _len: usize, init: impl Fn() -> T) -> Option<usize> {
+    let table: Box<[T]> = (0..slabs).map(|_| init()).collect();
+    Some(Box::into_raw(table) as *mut T as usize)
 }
 
 #[cfg(loom)]
-fn free_meta_table(addr: usize, slabs: usize, _len: usize) {
-    let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut SlabMeta, slabs);
+fn free_side_table<T>(addr: usize, slabs: usize, _len: usize) {
+    let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut T, slabs);
     // SAFETY: the table came from `Box::into_raw` of a slice of this length.
     drop(unsafe { Box::from_raw(slice) });
 }
 
-/// Allocates the class table for `slabs` slabs (zero: every slab unassigned).
-#[cfg(not(loom))]
-fn alloc_class_table(_slabs: usize, len: usize) -> Option<usize> {
-    let table = sys::mmap_read_write(len).ok()?;
-    let _ = sys::madvise_dontdump(table, len);
-    Some(table)
+fn alloc_meta_table(slabs: usize, len: usize) -> Option<usize> {
+    alloc_side_table(slabs, len, SlabMeta::new)
 }
 
-#[cfg(not(loom))]
-fn free_class_table(addr: usize, _slabs: usize, len: usize) {
-    // SAFETY: the table was never published; nothing references it.
-    let _ = unsafe { sys::munmap(addr, len) };
+fn free_meta_table(addr: usize, slabs: usize, len: usize) {
+    free_side_table::<SlabMeta>(addr, slabs, len)
 }
 
-#[cfg(loom)]
-fn alloc_class_table(slabs: usize, _len: usize) -> Option<usize> {
-    let table: Box<[AtomicU8]> = (0..slabs).map(|_| AtomicU8::new(0)).collect();
-    Some(Box::into_raw(table) as *mut AtomicU8 as usize)
+fn alloc_class_table(slabs: usize, len: usize) -> Option<usize> {
+    alloc_side_table(slabs, len, || AtomicU8::new(0))
 }
 
-#[cfg(loom)]
-fn free_class_table(addr: usize, slabs: usize, _len: usize) {
-    let slice = core::ptr::slice_from_raw_parts_mut(addr as *mut AtomicU8, slabs);
-    // SAFETY: the table came from `Box::into_raw` of a slice of this length.
-    drop(unsafe { Box::from_raw(slice) });
+fn free_class_table(addr: usize, slabs: usize, len: usize) {
+    free_side_table::<AtomicU8>(addr, slabs, len)
 }
 
 /// Subtracts `n` from a statistics counter, stopping at zero (a fork child
