@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench secret_vs_ring`
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use secalloc::Secret;
 use std::hint::black_box;
 #[path = "common/cpu.rs"]
@@ -13,43 +13,37 @@ mod cpu;
 use cpu::process_cpu;
 use std::time::{Duration, Instant};
 
-fn ring_seal_open(key: &LessSafeKey, buf: &mut Vec<u8>, counter: &mut u64) {
-    *counter += 1;
-    let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_be_bytes());
-    let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(n),
-            Aad::from(7u64.to_le_bytes()),
-            buf,
-        )
-        .unwrap();
-    buf.extend_from_slice(tag.as_ref());
-    let plain = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(n),
-            Aad::from(7u64.to_le_bytes()),
-            buf,
-        )
-        .unwrap();
-    black_box(plain[0]);
-    let len = buf.len() - 16;
-    buf.truncate(len);
+/// The associated data every ring row uses.
+fn bench_aad() -> Aad<[u8; 8]> {
+    Aad::from(7u64.to_le_bytes())
 }
 
-/// ring's seal alone (the buffer is re-encrypted in place each time).
-fn ring_seal(key: &LessSafeKey, buf: &mut [u8], counter: &mut u64) {
+/// ring's seal under the next counter nonce; returns the nonce and tag.
+fn ring_seal(key: &LessSafeKey, buf: &mut [u8], counter: &mut u64) -> ([u8; 12], Tag) {
     *counter += 1;
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_be_bytes());
     let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(n),
-            Aad::from(7u64.to_le_bytes()),
-            buf,
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), bench_aad(), buf)
         .unwrap();
-    let _ = black_box(tag);
+    (n, tag)
+}
+
+/// ring's open in place of `buf` (ciphertext followed by its tag).
+fn ring_open(key: &LessSafeKey, nonce: [u8; 12], buf: &mut [u8]) {
+    let plain = key
+        .open_in_place(Nonce::assume_unique_for_key(nonce), bench_aad(), buf)
+        .unwrap();
+    black_box(plain[0]);
+}
+
+/// The floor for any encrypting container: a seal, then an open.
+fn ring_seal_open(key: &LessSafeKey, buf: &mut Vec<u8>, counter: &mut u64) {
+    let (nonce, tag) = ring_seal(key, buf, counter);
+    buf.extend_from_slice(tag.as_ref());
+    ring_open(key, nonce, buf);
+    let len = buf.len() - 16;
+    buf.truncate(len);
 }
 
 /// ring's open of a sealed message, on a copy (an open destroys its input;
@@ -57,14 +51,7 @@ fn ring_seal(key: &LessSafeKey, buf: &mut [u8], counter: &mut u64) {
 fn ring_copy_open(key: &LessSafeKey, sealed: &[u8], nonce: [u8; 12], scratch: &mut Vec<u8>) {
     scratch.clear();
     scratch.extend_from_slice(sealed);
-    let plain = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(7u64.to_le_bytes()),
-            scratch,
-        )
-        .unwrap();
-    black_box(plain[0]);
+    ring_open(key, nonce, scratch);
 }
 
 fn time_per_op(iters: u32, mut f: impl FnMut()) -> Duration {
@@ -93,22 +80,16 @@ fn main() {
         let mut counter = 0u64;
         let (mut ring_t, mut mut_t, mut read_t, mut create_t) = (vec![], vec![], vec![], vec![]);
         let (mut seal_t, mut open_t) = (vec![], vec![]);
-        // One sealed message to open again and again.
-        let nonce = [0xEEu8; 12];
+        // One sealed message to open again and again (its nonce from a
+        // counter of its own, far from the rows' counter).
         let mut sealed = vec![1u8; size];
-        let tag = key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(7u64.to_le_bytes()),
-                &mut sealed,
-            )
-            .unwrap();
+        let (nonce, tag) = ring_seal(&key, &mut sealed, &mut (u64::MAX / 2));
         sealed.extend_from_slice(tag.as_ref());
         let mut scratch = Vec::with_capacity(sealed.len());
         let mut seal_buf = vec![1u8; size];
         for _ in 0..rounds {
             seal_t.push(time_per_op(iters, || {
-                ring_seal(&key, &mut seal_buf, &mut counter)
+                let _ = black_box(ring_seal(&key, &mut seal_buf, &mut counter));
             }));
             open_t.push(time_per_op(iters, || {
                 ring_copy_open(&key, &sealed, nonce, &mut scratch)
