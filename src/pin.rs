@@ -1,5 +1,6 @@
-//! The access protocol shared by each secret's storage and by the key page:
-//! readers *pin* the object while they touch it; `purge`, expiry or destroy
+//! The access protocol of each secret's storage (the key page has a reader
+//! gate of its own, `gate.rs`, built for many threads at once): readers
+//! *pin* the object while they touch it; `purge`, expiry or destroy
 //! *kill* it; and exactly one party — the killer if nobody is pinned, else the
 //! last reader to unpin — wipes it, never while anyone is still inside.
 //!

@@ -254,21 +254,7 @@ fn seal_tail_in_place(
 /// Seals `plain` in place under `id`: it is zero-padded to whole blocks and
 /// becomes that many bytes of ciphertext.
 fn seal_in_place(plain: &mut PlainBuf, id: u64) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), Error> {
-    let len = plain.len();
-    plain
-        .try_reserve_exact(sealed_len(len) - len)
-        .map_err(|_| arena_error())?;
-    plain.resize(sealed_len(len), 0);
-    with_key(|material| {
-        let stored = material.next_nonce()?;
-        let tag = material
-            .key()
-            .seal_in_place_separate_tag(nonce(stored), aad(id, len), plain)
-            .map_err(|_| Error::KeyUnavailable)?;
-        let mut tag_bytes = [0u8; TAG_LEN];
-        tag_bytes.copy_from_slice(tag.as_ref());
-        Ok((stored, tag_bytes))
-    })
+    seal_tail_in_place(plain, 0, id)
 }
 
 /// A secret of type `T`, encrypted at rest in memory from `A`.

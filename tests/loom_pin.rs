@@ -1,6 +1,7 @@
 //! loom model of the pin/kill/wipe protocol that guards each secret's
-//! storage and the key page: the wipe happens exactly once, never while a
-//! reader is pinned, and no reader pins after a kill.
+//! storage (the key page's reader gate has its own, `loom_gate.rs`): the
+//! wipe happens exactly once, never while a reader is pinned, and no reader
+//! pins after a kill.
 #![cfg(loom)]
 
 use loom::sync::atomic::{AtomicUsize, Ordering};

@@ -102,8 +102,6 @@ fn read_cap_ipc_lock() -> bool {
     caps & (1 << 14) != 0
 }
 
-/// The lock limit that applies to this process: the soft `RLIMIT_MEMLOCK`,
-/// or `None` with `CAP_IPC_LOCK` or an unlimited limit.
 /// Whether this process may lock without limit (`CAP_IPC_LOCK`, or an
 /// unlimited `RLIMIT_MEMLOCK`), as found on the first call. Cached, for
 /// paths that only choose a strategy by it: a later `setrlimit` is not seen.
@@ -119,6 +117,8 @@ pub(crate) fn lock_unlimited_at_start() -> bool {
     }
 }
 
+/// The lock limit that applies to this process: the soft `RLIMIT_MEMLOCK`,
+/// or `None` with `CAP_IPC_LOCK` or an unlimited limit.
 pub(crate) fn lock_limit() -> Option<usize> {
     if has_cap_ipc_lock() {
         return None;

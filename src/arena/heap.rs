@@ -242,8 +242,9 @@ impl Heap {
     /// The class byte of `slab` (class + 1, or 0 while unassigned). A dense
     /// table apart from [`SlabMeta`], which is over 8 KiB a slab: reading the
     /// class there cost every free a cache line (and a TLB entry) of its own,
-    /// while one line here covers 64 slabs (4 MiB of heap). Written only
-    /// next to `SlabMeta::assign`/`unassign`, under the same locks.
+    /// while one line here covers 64 slabs (4 MiB of heap). The only record
+    /// of a slab's class; written next to `SlabMeta::assign`/`unassign`,
+    /// under the same locks (the class lock and the pool lock).
     #[inline]
     fn class_cell(&self, slab: usize) -> &AtomicU8 {
         debug_assert!(slab < self.slab_capacity.load(Ordering::Relaxed));
@@ -703,9 +704,8 @@ impl Heap {
     pub(crate) fn small_stats(&self, live_per_class: &mut [usize; CLASS_COUNT]) -> usize {
         let committed = self.committed_count();
         for slab in 0..committed {
-            let meta = self.meta(slab);
-            if let Some(class) = meta.class() {
-                live_per_class[class] += meta.live_count();
+            if let Some(class) = self.class_of(slab) {
+                live_per_class[class] += self.meta(slab).live_count(slots_per_slab(class));
             }
         }
         committed.saturating_sub(self.decommitted_slabs.load(Ordering::Relaxed)) * SLAB_SIZE

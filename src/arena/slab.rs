@@ -26,9 +26,11 @@ static_assertions::const_assert!(super::size_class::SMALL_SIZE_MAX <= SIZE_MASK 
 
 /// Metadata of one slab.
 ///
+/// The class a slab serves is not here but in the heap's dense class table
+/// (`Heap::class_of`): a free reads it, and one line of that table covers
+/// 64 slabs.
+///
 /// Invariants:
-/// - `class_tag` is 0 while the slab is in the pool or unused, else class + 1;
-///   it changes only while the owning class lock and the pool lock are held.
 /// - `live` is non-zero exactly for the slots currently handed to a caller:
 ///   `LIVE_BIT | requested size`, so a free with another size than the one
 ///   allocated (or last resized to) is caught even within one size class.
@@ -42,9 +44,7 @@ static_assertions::const_assert!(super::size_class::SMALL_SIZE_MAX <= SIZE_MASK 
 ///   the pool lock while the slab is in the pool). A slot is in exactly one
 ///   of three states: live (`live` byte), available (`lists.avail` bit), or
 ///   held in some thread cache (neither bit).
-#[repr(C)]
 pub(crate) struct SlabMeta {
-    class_tag: AtomicU8,                   // class index + 1, or 0 when unassigned
     flags: AtomicU8,                       // FLAG_LOCKED | FLAG_DECOMMITTED
     shard: AtomicU8,                       // central-list shard owning the slab while assigned
     live: [AtomicU16; MAX_SLOTS_PER_SLAB], // per slot: LIVE_BIT | size while handed out, else 0
@@ -69,7 +69,6 @@ impl SlabMeta {
         /// bit pattern, which is what lets the table live in fresh zeroed pages.
         pub(crate) fn new() -> Self {
             SlabMeta {
-                class_tag: AtomicU8::new(0),
                 flags: AtomicU8::new(0),
                 shard: AtomicU8::new(0),
                 live: crate::sync::array_of![AtomicU16::new(0); MAX_SLOTS_PER_SLAB],
@@ -81,15 +80,6 @@ impl SlabMeta {
                     next: NO_SLAB,
                 }),
             }
-        }
-    }
-
-    /// The class this slab serves, if any.
-    #[inline]
-    pub(crate) fn class(&self) -> Option<usize> {
-        match self.class_tag.load(Ordering::Relaxed) {
-            0 => None,
-            tag => Some(tag as usize - 1),
         }
     }
 
@@ -166,9 +156,9 @@ impl SlabMeta {
         self.live[slot].store(LIVE_BIT | (size as u16 & SIZE_MASK), Ordering::Relaxed);
     }
 
-    /// Number of live slots (racy snapshot, for statistics).
-    pub(crate) fn live_count(&self) -> usize {
-        let slots = self.class().map_or(MAX_SLOTS_PER_SLAB, slots_per_slab);
+    /// Number of live slots among the first `slots` (racy snapshot, for
+    /// statistics).
+    pub(crate) fn live_count(&self, slots: usize) -> usize {
         self.live[..slots]
             .iter()
             .filter(|b| b.load(Ordering::Relaxed) != 0)
@@ -200,7 +190,7 @@ impl SlabMeta {
     /// has no live slots.
     pub(crate) unsafe fn assign(&self, class: usize, shard: usize) {
         debug_assert!(class < CLASS_COUNT);
-        debug_assert_eq!(self.live_count(), 0);
+        debug_assert_eq!(self.live_count(MAX_SLOTS_PER_SLAB), 0);
         let slots = slots_per_slab(class);
         // SAFETY: forwarded from the caller.
         unsafe {
@@ -223,7 +213,6 @@ impl SlabMeta {
             })
         };
         self.shard.store(shard as u8, Ordering::Relaxed);
-        self.class_tag.store(class as u8 + 1, Ordering::Relaxed);
     }
 
     /// Returns the slab to the unassigned state.
@@ -232,7 +221,6 @@ impl SlabMeta {
     /// The caller holds both the class lock and the pool lock, and every slot
     /// is available (none live, none in a thread cache).
     pub(crate) unsafe fn unassign(&self) {
-        self.class_tag.store(0, Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
         unsafe {
             self.lists(|lists| {
@@ -301,9 +289,8 @@ mod tests {
         let zeroed: SlabMeta = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
         let fresh = SlabMeta::new();
         for meta in [&zeroed, &fresh] {
-            assert_eq!(meta.class(), None);
             assert!(!meta.is_locked());
-            assert_eq!(meta.live_count(), 0);
+            assert_eq!(meta.live_count(MAX_SLOTS_PER_SLAB), 0);
             // SAFETY: single-threaded test; no lock needed.
             #[allow(unsafe_code)]
             let (count, prev, next, any) = unsafe {

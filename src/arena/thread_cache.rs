@@ -146,8 +146,12 @@ mod tls {
     /// reaches its thread-locals through `__tls_get_addr` (general-dynamic
     /// TLS, a call and a lookup on every `malloc`), while a C shim built
     /// with `-ftls-model=initial-exec` reaches its own with one
-    /// `%fs`-relative address. Returns `false` (and changes nothing) once
-    /// the `std` caches have been used.
+    /// `%fs`-relative address. Meant to be called before any thread has
+    /// allocated (the preload calls it at start-up). Returns `false`, and
+    /// installs nothing, when the `std` caches were already in use; a first
+    /// `std` use racing with the call also gives `false`, the block then
+    /// being installed all the same (that thread's cached slots stay in its
+    /// `std` cache: a bounded leak, never a reuse).
     ///
     /// # Safety
     /// `block()` returns, for each calling thread, the address of that

@@ -1,10 +1,12 @@
 //! The wipe: zeroing that the compiler may not remove.
 //!
 //! A `memset` right before memory is freed is a dead store to an optimiser
-//! that knows `free`. `zeroize::zeroize_bytes` is a plain `memset` followed by
-//! an assembly optimisation barrier that claims to read the bytes, so it runs
-//! at `memset` bandwidth and cannot be elided (benchmarked against a bare
-//! `write_bytes` in `benches/`).
+//! that knows `free`. [`wipe`] is a plain `memset` (`write_bytes` through a
+//! raw pointer) followed by an empty `asm!` block that takes the pointer and
+//! may read memory, so it runs at `memset` bandwidth and cannot be elided —
+//! the same construction as `zeroize::zeroize_bytes`, but through a raw
+//! pointer, so it also serves bytes that were never initialised (a `Vec`'s
+//! spare capacity) without making a reference to them.
 
 #![allow(unsafe_code)]
 
@@ -14,26 +16,22 @@
 /// The caller has exclusive access to the `len` writable bytes at `addr`.
 #[inline]
 pub(crate) unsafe fn wipe(addr: usize, len: usize) {
-    if len == 0 {
-        return;
-    }
-    // SAFETY: the caller grants exclusive access to these bytes, and zero is
-    // a valid `u8`.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
-    zeroize::zeroize_bytes(bytes);
+    // SAFETY: forwarded from the caller.
+    unsafe { wipe_raw(addr as *mut u8, len) }
 }
 
-/// Zeroes the `len` bytes at `ptr`, initialised or not, in a way that is
-/// never optimised out: a `memset` (`write_bytes` through a raw pointer, so
-/// no reference to uninitialised bytes is made), then an empty `asm!` block
-/// that takes the pointer and may read memory, so the stores are not dead
-/// even right before the buffer is freed.
+/// [`wipe`] of the `len` bytes at `ptr`, initialised or not.
 ///
 /// # Safety
 /// The caller has exclusive access to the `len` writable bytes at `ptr`.
 #[inline]
 pub(crate) unsafe fn wipe_raw(ptr: *mut u8, len: usize) {
-    // SAFETY: forwarded from the caller; zero is a valid `u8`.
+    if len == 0 {
+        return;
+    }
+    // SAFETY: forwarded from the caller; zero is a valid `u8`. The `asm!`
+    // block does nothing, but the compiler must assume it reads memory
+    // through `ptr`, so the stores before it stay.
     unsafe {
         core::ptr::write_bytes(ptr, 0, len);
         core::arch::asm!("/* {0} */", in(reg) ptr, options(nostack, preserves_flags));

@@ -59,10 +59,10 @@ pub(crate) struct OwnLine<T>(pub(crate) T);
 /// `KeyMaterial` exist, and an all-zero `LessSafeKey` is not a valid value.
 #[repr(C)]
 pub(crate) struct KeyMaterial {
-    // The two words every thread writes get a cache line each, so that
-    // their traffic never evicts the key schedule other threads are
-    // reading (they shared one line, and creating secrets on two threads
-    // ran at half the throughput of one).
+    // What every thread writes — the gate's counters, the nonce counter —
+    // sits on lines of its own, so that its traffic never evicts the key
+    // schedule other threads are reading (one shared pin word and counter
+    // had two threads creating secrets at half the throughput of one).
     gate: ReaderGate,                          // readers of `key` vs purge
     nonce_counter: OwnLine<AtomicU64>,         // next nonce block: never repeats under this key
     raw: UnsafeCell<[u8; KEY_LEN]>,            // raw key bytes, only during creation
@@ -116,10 +116,10 @@ pub(crate) fn with_key<R>(f: impl FnOnce(&KeyMaterial) -> Result<R, Error>) -> R
 }
 
 /// Makes sure the key exists (creating it on first use) and is usable now,
-/// without pinning it: what a new secret checks before it takes any arena
-/// memory, so that the key page, which every secret needs, is locked first.
-/// (A pin and an unpin are two atomic read-modify-writes on the key page's
-/// shared line; the seal that follows pins it anyway.)
+/// without entering the gate: what a new secret checks before it takes any
+/// arena memory, so that the key page, which every secret needs, is locked
+/// first. (The seal that follows enters the gate anyway; entering twice
+/// would cost two more atomic read-modify-writes per secret.)
 pub(crate) fn key_ready() -> Result<(), Error> {
     if FORKED.load(Ordering::Acquire) || PURGE_REQUESTED.load(Ordering::Acquire) {
         return Err(Error::KeyUnavailable);
@@ -175,12 +175,12 @@ impl KeyMaterial {
             .map_err(|_| Error::KeyUnavailable)
     }
 
-    /// The key (only inside [`with_key`], which holds a pin, so the key is
-    /// initialised and not being wiped).
+    /// The key (only inside [`with_key`], which is inside the gate, so the
+    /// key is initialised and not being wiped).
     pub(crate) fn key(&self) -> &LessSafeKey {
-        // SAFETY: the caller holds a pin (see `with_key`): the key was
-        // written before the page was published and is wiped only once no
-        // pin is held and no new pin can be taken.
+        // SAFETY: the caller is inside the gate (see `with_key`): the key
+        // was written before the page was published, and purge wipes it only
+        // after closing the gate and waiting until no reader is inside.
         unsafe { (*self.key.get()).assume_init_ref() }
     }
 }
@@ -309,13 +309,14 @@ fn fill_key(addr: usize) -> Result<(), Error> {
 }
 
 fn wipe_page(material: &KeyMaterial) {
-    // Everything after the pin state: the pin word itself must survive, as
-    // it records that the page is dead and wiped.
+    // Everything after the gate: the gate must survive, as it records that
+    // the page is closed and (once `finish` runs) wiped.
     let start = core::mem::offset_of!(KeyMaterial, nonce_counter);
     let base = KEY_ADDR.load(Ordering::Acquire);
     debug_assert_eq!(base, material as *const KeyMaterial as usize);
-    // SAFETY: the pin protocol guarantees nobody is using the key (the wipe
-    // was claimed with the reader count at zero and no new pins allowed).
+    // SAFETY: the only caller, `purge_key`, closed the gate (it alone, so
+    // this runs once) and waited until no reader was inside; no reader can
+    // enter after the close, so nobody is using the key.
     // Every byte written is either outside the `KeyMaterial` or inside an
     // `UnsafeCell` (the atomic counter, `raw`, `key`), and `key` is
     // `MaybeUninit`, so zero bytes there are allowed and never read as a key.
@@ -385,8 +386,8 @@ pub fn ensure_key() -> Result<KeyPageInfo, Error> {
 }
 
 #[cfg(feature = "test-hooks")]
-/// Test hook: passes the key page's secret part (everything after the pin
-/// word: nonce counter, key schedule) to `f`, for tests that check it was
+/// Test hook: passes the key page's secret part (everything after the
+/// reader gate: nonce counter, key schedule) to `f`, for tests that check it was
 /// wiped or search a core dump for it.
 pub fn key_page_bytes(f: impl FnOnce(&[u8])) {
     let addr = KEY_ADDR.load(Ordering::Acquire);
