@@ -70,6 +70,13 @@ pub(crate) struct KeyMaterial {
 }
 
 const_assert!(core::mem::size_of::<KeyMaterial>() <= KEY_PAGE_LEN);
+// What threads write (the gate, the nonce counter) ends on a line boundary
+// before what they only read (the raw key, the key schedule) begins.
+const_assert!(core::mem::offset_of!(KeyMaterial, raw) % 64 == 0);
+const_assert!(
+    core::mem::offset_of!(KeyMaterial, nonce_counter) + 64
+        <= core::mem::offset_of!(KeyMaterial, raw)
+);
 
 /// Facts about the key page, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
