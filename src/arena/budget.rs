@@ -140,6 +140,21 @@ pub(crate) fn shards_allowed() -> bool {
     lock_limit().is_none_or(|limit| limit >= SHARDING_LIMIT_MIN)
 }
 
+/// Below this lock limit the fail-closed heap commits its slabs page by
+/// page (see `heap`'s module docs): 1 MiB, sixteen 64 KiB slabs. Under the
+/// 64 KiB still common in containers, a whole slab would not fit beside
+/// the key page.
+const SMALL_SLABS_LIMIT: usize = 1 << 20;
+
+/// Whether the fail-closed heap should commit slabs page by page, decided
+/// once at its start-up from the lock limit then in force.
+pub(crate) fn small_slabs() -> bool {
+    #[cfg(loom)]
+    return false;
+    #[cfg(not(loom))]
+    lock_limit().is_some_and(|limit| limit < SMALL_SLABS_LIMIT)
+}
+
 /// Empty slabs a heap may keep locked while idle.
 pub(crate) fn idle_slab_cap() -> usize {
     match lock_limit() {

@@ -355,7 +355,11 @@ fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>) {
     // SAFETY: the slot was live and its owner just gave it up; its live
     // mark is now clear, so no one else can reach it.
     unsafe { wipe(addr, SIZE_CLASSES[class]) };
-    if with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none() {
+    // Small slabs: no thread caches, so a freed slot can empty its slab and
+    // give its pages back at once (the flag shares a line with `base`,
+    // which `locate` just read).
+    if heap.small_slabs() || with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none()
+    {
         heap.give_slots(class, &[addr]);
     }
 }

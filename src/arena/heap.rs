@@ -9,6 +9,13 @@
 //! - *committed*: made readable/writable, locked and dump-excluded; the
 //!   committed slabs are a prefix of the region.
 //!
+//! - *small slabs*: under a small lock budget (`budget::small_slabs`) the
+//!   fail-closed heap commits and locks a slab page by page, as its class
+//!   needs slots, instead of 64 KiB at once: a 64 KiB `RLIMIT_MEMLOCK`
+//!   would otherwise hold less than one slab beside the key page. Slot
+//!   arithmetic is unchanged (a slab is still `SLAB_SIZE` of address
+//!   space); only its committed prefix has slots on the lists.
+//!
 //! - *decommitted*: a slab once committed, now empty and given back: its
 //!   pages are dropped (`MADV_DONTNEED`), unlocked and `PROT_NONE`, so it
 //!   holds none of the lock budget; it is committed again before reuse.
@@ -56,6 +63,7 @@ const MAX_COMMIT_SLABS: usize = 16;
 struct ClassList {
     head: u32,          // slab index + 1, or NO_SLAB
     partial_count: u32, // slabs in the list
+    growing: u32,       // small slabs: the slab acquired last, which may grow (index + 1)
 }
 
 /// The pool: empty slabs no class owns, and the commit frontier.
@@ -79,6 +87,7 @@ struct CachePadded<T>(T);
 pub(crate) struct Heap {
     policy: LockPolicy,
     state: AtomicU8,              // UNINIT / INITIALIZING / READY
+    small_slabs: AtomicU8,        // 1: slabs are committed page by page (set before READY)
     base: AtomicUsize,            // region start (0 until READY)
     slab_capacity: AtomicUsize,   // slabs in the region
     meta_base: AtomicUsize,       // address of [SlabMeta; slab_capacity]
@@ -108,6 +117,7 @@ impl Heap {
             Heap {
                 policy,
                 state: AtomicU8::new(UNINIT),
+                small_slabs: AtomicU8::new(0),
                 base: AtomicUsize::new(0),
                 slab_capacity: AtomicUsize::new(0),
                 meta_base: AtomicUsize::new(0),
@@ -117,6 +127,7 @@ impl Heap {
                     CachePadded(Mutex::new(Rank::HeapClass, ClassList {
                         head: NO_SLAB,
                         partial_count: 0,
+                        growing: NO_SLAB,
                     }));
                     CLASS_COUNT * SHARD_COUNT
                 ],
@@ -175,6 +186,11 @@ impl Heap {
             }
         }
         super::process_setup();
+        // Only the fail-closed heap: its refusals fail, so a slab is either
+        // locked up to its committed prefix or not handed out at all. (A
+        // best-effort slab must know whether all of it is locked.)
+        let small = self.policy == LockPolicy::FailClosed && budget::small_slabs();
+        self.small_slabs.store(small as u8, Ordering::Relaxed);
         let ok = self.reserve_region(sizes);
         self.state
             .store(if ok { READY } else { UNINIT }, Ordering::Release);
@@ -267,6 +283,65 @@ impl Heap {
         self.base.load(Ordering::Relaxed) + (slab << SLAB_SHIFT)
     }
 
+    /// Whether slabs are committed page by page (see the module docs).
+    #[inline]
+    pub(crate) fn small_slabs(&self) -> bool {
+        self.small_slabs.load(Ordering::Relaxed) != 0
+    }
+
+    /// Bytes of `slab` that are committed (accessible, and locked if its
+    /// flag says so): the whole slab, or in a small-slab heap its prefix.
+    fn committed_bytes(&self, slab: usize) -> usize {
+        if self.small_slabs() {
+            self.meta(slab).committed_pages() * sys::page_size()
+        } else {
+            SLAB_SIZE
+        }
+    }
+
+    /// Slots of `class` that lie in the committed part of `slab`.
+    fn backed_slots(&self, slab: usize, class: usize) -> usize {
+        if self.small_slabs() {
+            self.committed_bytes(slab) / SIZE_CLASSES[class]
+        } else {
+            slots_per_slab(class)
+        }
+    }
+
+    /// Small slabs: commits and locks enough further pages of `slab`
+    /// (assigned to `class`; its class lock held) for at least one more
+    /// slot, and makes the new slots available. `false` if the slab is
+    /// fully committed or the kernel refused (the refusal is counted).
+    fn grow_slab(&self, slab: usize, class: usize) -> bool {
+        let page = sys::page_size();
+        let meta = self.meta(slab);
+        let size = SIZE_CLASSES[class];
+        let old_bytes = meta.committed_pages() * page;
+        let old_slots = old_bytes / size;
+        let new_bytes = round_up((old_slots + 1) * size, page);
+        if new_bytes > SLAB_SIZE {
+            return false;
+        }
+        let start = self.slab_addr(slab) + old_bytes;
+        let len = new_bytes - old_bytes;
+        // SAFETY: past the slab's committed prefix: no slot there was ever
+        // handed out, and the range is inside our reservation.
+        if unsafe { sys::mprotect(start, len, sys::Protection::ReadWrite) }.is_err() {
+            return false;
+        }
+        if budget::lock(self, start, len) != Some(true) {
+            // Fail-closed (small slabs are never best-effort): nothing was
+            // counted. SAFETY: as above; the range is unused.
+            let _ = unsafe { sys::mprotect(start, len, sys::Protection::None) };
+            return false;
+        }
+        meta.set_committed_pages(new_bytes / page);
+        meta.set_locked(true);
+        // SAFETY: the caller holds the class lock guarding the slab.
+        unsafe { meta.lists(|lists| lists.extend(old_slots, new_bytes / size)) };
+        true
+    }
+
     /// Locates `addr` (which [`Heap::owns`]): its slab, slab metadata, class,
     /// and slot index. Aborts if it is not the start of a slot in a slab in use.
     #[inline]
@@ -323,9 +398,25 @@ impl Heap {
         let mut indices = [0u16; super::size_class::CACHE_CAPACITY_MAX];
         while taken < out.len() {
             if list.head == NO_SLAB {
+                if self.small_slabs() {
+                    // A budget this small is not spent on cache refills:
+                    // commit more only for a slot the caller needs now.
+                    if taken > 0 {
+                        break;
+                    }
+                    let growing = list.growing;
+                    if growing != NO_SLAB && self.grow_slab(growing as usize - 1, class) {
+                        // SAFETY: we hold this class's lock; the slab is
+                        // this class's and, having had no available slot,
+                        // was not in the list.
+                        unsafe { self.push_partial(&mut list, growing as usize - 1) };
+                        continue;
+                    }
+                }
                 let Some(slab) = self.acquire_slab(class, shard) else {
                     break;
                 };
+                list.growing = slab as u32 + 1;
                 // SAFETY: we hold this class's lock, which now guards the slab.
                 unsafe { self.push_partial(&mut list, slab) };
             }
@@ -388,13 +479,16 @@ impl Heap {
                 // SAFETY: as above; the slab was full, hence not in the list.
                 unsafe { self.push_partial(list, slab) };
             }
-            if count == slots_per_slab(class) {
+            if count == self.backed_slots(slab, class) {
                 // An empty slab goes back to the pool at once, so any class
                 // can reuse its (already locked) memory: under a tight
                 // RLIMIT_MEMLOCK, a slab parked with one class would make
                 // another class's allocation fail.
                 // SAFETY: as above; the slab is in the list.
                 unsafe { self.unlink_partial(list, slab) };
+                if list.growing == slab as u32 + 1 {
+                    list.growing = NO_SLAB;
+                }
                 self.release_slab(slab);
             }
         }
@@ -475,12 +569,51 @@ impl Heap {
             pool.frontier += 1;
             pool.frontier - 1
         };
+        let slots = self.backed_slots(slab, class);
         // SAFETY: we hold the pool lock and the caller holds the class lock;
         // the slab is empty (fresh or fully returned).
-        unsafe { self.meta(slab).assign(class, shard) };
+        unsafe { self.meta(slab).assign(class, shard, slots) };
+        if slots == 0 && !self.grow_slab(slab, class) {
+            // Small slabs: not one slot of this class is committed and the
+            // budget refused more. Back to the pool, unused.
+            // SAFETY: both locks held; the slab has no slots at all.
+            unsafe { self.meta(slab).unassign() };
+            // SAFETY: we hold the pool lock.
+            unsafe { self.park_empty(&mut pool, slab) };
+            return None;
+        }
         self.class_cell(slab)
             .store(class as u8 + 1, Ordering::Relaxed);
         Some(slab)
+    }
+
+    /// Puts an unassigned, empty `slab` on the pool's stack that fits its
+    /// state: decommitted if it holds no pages (small slabs), else idle.
+    ///
+    /// # Safety
+    /// The pool lock is held (`pool` is its contents) and `slab` is on no list.
+    unsafe fn park_empty(&self, pool: &mut SlabPool, slab: usize) {
+        let meta = self.meta(slab);
+        if self.small_slabs() && meta.committed_pages() == 0 {
+            meta.set_locked(false);
+            meta.set_decommitted(true);
+            self.decommitted_slabs.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: forwarded from the caller.
+            unsafe { self.push_decommitted(pool, slab) };
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            meta.lists(|l| {
+                l.prev = NO_SLAB;
+                l.next = pool.free_head;
+            })
+        };
+        pool.free_head = slab as u32 + 1;
+        pool.idle_count += 1;
+        if meta.is_locked() {
+            self.idle_locked_slabs.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Returns an empty slab to the pool (called with its class lock held).
@@ -497,18 +630,8 @@ impl Heap {
             unsafe { self.push_decommitted(&mut pool, slab) };
             return;
         }
-        // SAFETY: as above.
-        unsafe {
-            meta.lists(|l| {
-                l.prev = NO_SLAB;
-                l.next = pool.free_head;
-            })
-        };
-        pool.free_head = slab as u32 + 1;
-        pool.idle_count += 1;
-        if meta.is_locked() {
-            self.idle_locked_slabs.fetch_add(1, Ordering::Relaxed);
-        }
+        // SAFETY: as above; the slab is on no list.
+        unsafe { self.park_empty(&mut pool, slab) };
     }
 
     /// # Safety
@@ -591,14 +714,18 @@ impl Heap {
     fn decommit(&self, slab: usize) -> bool {
         let addr = self.slab_addr(slab);
         let meta = self.meta(slab);
-        // SAFETY: the slab is empty and unassigned: no slot is live or
-        // cached, so nothing refers to its memory.
-        if unsafe { sys::mprotect(addr, SLAB_SIZE, sys::Protection::None) }.is_err() {
-            return false;
+        let len = self.committed_bytes(slab);
+        if len > 0 {
+            // SAFETY: the slab is empty and unassigned: no slot is live or
+            // cached, so nothing refers to its memory.
+            if unsafe { sys::mprotect(addr, len, sys::Protection::None) }.is_err() {
+                return false;
+            }
+            budget::release(self, addr, len, meta.is_locked(), true);
+            // SAFETY: as above; after munlock the kernel accepts DONTNEED.
+            let _ = unsafe { sys::madvise_dontneed(addr, len) };
         }
-        budget::release(self, addr, SLAB_SIZE, meta.is_locked(), true);
-        // SAFETY: as above; after munlock the kernel accepts DONTNEED.
-        let _ = unsafe { sys::madvise_dontneed(addr, SLAB_SIZE) };
+        meta.set_committed_pages(0);
         meta.set_locked(false);
         meta.set_decommitted(true);
         self.decommitted_slabs.fetch_add(1, Ordering::Relaxed);
@@ -607,6 +734,13 @@ impl Heap {
 
     /// Commits a decommitted slab again (pool lock held).
     fn recommit(&self, slab: usize) -> bool {
+        let meta = self.meta(slab);
+        if self.small_slabs() {
+            // Its pages are committed as its next class needs them.
+            meta.set_decommitted(false);
+            self.decommitted_slabs.fetch_sub(1, Ordering::Relaxed);
+            return true;
+        }
         let addr = self.slab_addr(slab);
         // SAFETY: the slab is decommitted and unassigned: nobody uses it.
         if unsafe { sys::mprotect(addr, SLAB_SIZE, sys::Protection::ReadWrite) }.is_err() {
@@ -617,7 +751,6 @@ impl Heap {
             let _ = unsafe { sys::mprotect(addr, SLAB_SIZE, sys::Protection::None) };
             return false;
         };
-        let meta = self.meta(slab);
         meta.set_locked(locked);
         meta.set_decommitted(false);
         self.decommitted_slabs.fetch_sub(1, Ordering::Relaxed);
@@ -628,6 +761,17 @@ impl Heap {
     /// makes only system calls that never allocate.
     fn commit_more(&self, pool: &mut SlabPool) -> bool {
         let capacity = self.slab_capacity.load(Ordering::Relaxed);
+        if self.small_slabs() {
+            // One slab of address space at a time; its pages are committed
+            // and locked as its class needs them (`grow_slab`).
+            if pool.committed == capacity {
+                return false;
+            }
+            pool.committed += 1;
+            self.committed_slabs
+                .store(pool.committed, Ordering::Release);
+            return true;
+        }
         let mut step = pool.committed.clamp(1, MAX_COMMIT_SLABS);
         step = step.min(capacity - pool.committed);
         if step == 0 {
@@ -703,10 +847,17 @@ impl Heap {
     /// slab memory committed now (decommitted slabs excluded).
     pub(crate) fn small_stats(&self, live_per_class: &mut [usize; CLASS_COUNT]) -> usize {
         let committed = self.committed_count();
+        let mut small_bytes = 0;
         for slab in 0..committed {
             if let Some(class) = self.class_of(slab) {
                 live_per_class[class] += self.meta(slab).live_count(slots_per_slab(class));
             }
+            if self.small_slabs() {
+                small_bytes += self.committed_bytes(slab);
+            }
+        }
+        if self.small_slabs() {
+            return small_bytes;
         }
         committed.saturating_sub(self.decommitted_slabs.load(Ordering::Relaxed)) * SLAB_SIZE
     }
@@ -728,21 +879,32 @@ impl Heap {
         self.for_each_run(|meta| !meta.is_decommitted(), &mut f);
     }
 
-    /// Passes each maximal run of slabs below the frontier whose metadata
-    /// satisfies `keep`.
+    /// Passes each maximal run of committed memory, in slabs below the
+    /// frontier whose metadata satisfies `keep`, as `(start, len)`.
     fn for_each_run(&self, keep: impl Fn(&SlabMeta) -> bool, f: &mut impl FnMut(usize, usize)) {
         let committed = self.committed_count();
-        let mut run_start = None;
-        for slab in 0..=committed {
-            let kept = slab < committed && keep(self.meta(slab));
-            match (kept, run_start) {
-                (true, None) => run_start = Some(slab),
-                (false, Some(first)) => {
-                    f(self.slab_addr(first), (slab - first) * SLAB_SIZE);
-                    run_start = None;
+        let mut run: Option<(usize, usize)> = None; // (start, end)
+        for slab in 0..committed {
+            let len = if keep(self.meta(slab)) {
+                self.committed_bytes(slab)
+            } else {
+                0
+            };
+            let addr = self.slab_addr(slab);
+            match run {
+                Some((start, end)) if end == addr && len > 0 => run = Some((start, addr + len)),
+                _ => {
+                    if let Some((start, end)) = run.take() {
+                        f(start, end - start);
+                    }
+                    if len > 0 {
+                        run = Some((addr, addr + len));
+                    }
                 }
-                _ => {}
             }
+        }
+        if let Some((start, end)) = run {
+            f(start, end - start);
         }
     }
 
@@ -835,7 +997,7 @@ impl Heap {
             if let Err(err) = sys::mlock_on_fault(start, len) {
                 self.note_refusal(err);
                 let first = (start - base) >> SLAB_SHIFT;
-                for slab in first..first + len / SLAB_SIZE {
+                for slab in first..first + len.div_ceil(SLAB_SIZE) {
                     self.meta(slab).set_locked(false);
                 }
                 self.move_to_unlocked(len);

@@ -47,8 +47,9 @@ static_assertions::const_assert!(super::size_class::SMALL_SIZE_MAX <= SIZE_MASK 
 pub(crate) struct SlabMeta {
     flags: AtomicU8,                       // FLAG_LOCKED | FLAG_DECOMMITTED
     shard: AtomicU8,                       // central-list shard owning the slab while assigned
+    pages: AtomicU8, // small-slab heaps: pages committed (and locked) from the start
     live: [AtomicU16; MAX_SLOTS_PER_SLAB], // per slot: LIVE_BIT | size while handed out, else 0
-    lists: UnsafeCell<SlabLists>,          // guarded by the class or pool lock
+    lists: UnsafeCell<SlabLists>, // guarded by the class or pool lock
 }
 
 /// The lock-guarded part of [`SlabMeta`].
@@ -71,6 +72,7 @@ impl SlabMeta {
             SlabMeta {
                 flags: AtomicU8::new(0),
                 shard: AtomicU8::new(0),
+                pages: AtomicU8::new(0),
                 live: crate::sync::array_of![AtomicU16::new(0); MAX_SLOTS_PER_SLAB],
                 lists: UnsafeCell::new(SlabLists {
                     avail: [0; BITMAP_WORDS],
@@ -87,6 +89,20 @@ impl SlabMeta {
     #[inline]
     pub(crate) fn shard(&self) -> usize {
         self.shard.load(Ordering::Relaxed) as usize
+    }
+
+    /// In a small-slab heap, the pages committed and locked from the start
+    /// of the slab (the rest is `PROT_NONE` and uncharged). Written under
+    /// the lock guarding the slab; read racily only by statistics and
+    /// inspection, and under every lock by the fork protocol.
+    pub(crate) fn committed_pages(&self) -> usize {
+        self.pages.load(Ordering::Relaxed) as usize
+    }
+
+    /// Records the pages committed from the start of the slab.
+    pub(crate) fn set_committed_pages(&self, pages: usize) {
+        debug_assert!(pages <= u8::MAX as usize);
+        self.pages.store(pages as u8, Ordering::Relaxed);
     }
 
     /// Whether the slab's memory is locked.
@@ -182,31 +198,23 @@ impl SlabMeta {
         self.lists.with_mut(|lists| f(unsafe { &mut *lists }))
     }
 
-    /// Hands the slab to `class` in central-list `shard`, making every slot
-    /// available.
+    /// Hands the slab to `class` in central-list `shard`, making its first
+    /// `slots` slots available (all of them, unless the slab is only partly
+    /// committed).
     ///
     /// # Safety
     /// The caller holds both the class lock and the pool lock, and the slab
     /// has no live slots.
-    pub(crate) unsafe fn assign(&self, class: usize, shard: usize) {
+    pub(crate) unsafe fn assign(&self, class: usize, shard: usize, slots: usize) {
         debug_assert!(class < CLASS_COUNT);
+        debug_assert!(slots <= slots_per_slab(class));
         debug_assert_eq!(self.live_count(MAX_SLOTS_PER_SLAB), 0);
-        let slots = slots_per_slab(class);
         // SAFETY: forwarded from the caller.
         unsafe {
             self.lists(|lists| {
                 lists.avail = [0; BITMAP_WORDS];
-                let mut remaining = slots;
-                let mut word = 0;
-                while remaining >= 64 {
-                    lists.avail[word] = u64::MAX;
-                    remaining -= 64;
-                    word += 1;
-                }
-                if remaining > 0 {
-                    lists.avail[word] = (1u64 << remaining) - 1;
-                }
-                lists.avail_count = slots as u32;
+                lists.avail_count = 0;
+                lists.extend(0, slots);
                 lists.scan_from = 0;
                 lists.prev = NO_SLAB;
                 lists.next = NO_SLAB;
@@ -256,6 +264,28 @@ impl SlabLists {
         self.scan_from = word as u32;
         self.avail_count -= taken as u32;
         taken
+    }
+
+    /// Makes the never-used slots `from..to` available (a slab's committed
+    /// part grew, or it was just assigned).
+    pub(crate) fn extend(&mut self, from: usize, to: usize) {
+        let mut slot = from;
+        while slot < to {
+            let (word, bit) = (slot / 64, slot % 64);
+            let n = (64 - bit).min(to - slot);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
+            self.avail[word] |= mask;
+            slot += n;
+        }
+        self.avail_count += (to - from) as u32;
+        let first_word = (from / 64) as u32;
+        if first_word < self.scan_from {
+            self.scan_from = first_word;
+        }
     }
 
     /// Makes `slot` available again. Returns `false` if it already was (the

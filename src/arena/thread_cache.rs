@@ -43,7 +43,13 @@ impl HeapCache {
 
     #[cold]
     fn refill(&mut self, heap: &Heap, class: usize) -> usize {
-        let want = (cache_capacity(class) / 2).max(1);
+        // A heap of small slabs caches nothing: under a budget that small,
+        // a cached slot's page is budget a live request may need.
+        let want = if heap.small_slabs() {
+            1
+        } else {
+            (cache_capacity(class) / 2).max(1)
+        };
         let mut batch = [0usize; CACHE_CAPACITY_MAX];
         let shard = self.shard as usize;
         let mut n = heap.take_slots(class, shard, &mut batch[..want]);
