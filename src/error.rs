@@ -23,6 +23,11 @@ pub enum Error {
     Expired,
     /// The secret was destroyed.
     Destroyed,
+    /// [`rekey`](crate::rekey) could not move every secret off the key
+    /// before the current one (other threads kept re-keying meanwhile);
+    /// the count is how many remain. Call it again, or
+    /// [`rekey_step`](crate::rekey_step).
+    RekeyIncomplete(usize),
     /// An operating-system call failed.
     Os(OsError),
     /// This operating system is not supported (Linux only).
@@ -44,6 +49,11 @@ impl fmt::Display for Error {
             ),
             Error::Expired => f.write_str("the secret has expired and was wiped"),
             Error::Destroyed => f.write_str("the secret was destroyed"),
+            Error::RekeyIncomplete(n) => write!(
+                f,
+                "re-key incomplete: {n} secrets are still sealed under the previous key \
+                 (another re-key ran meanwhile); call rekey() or rekey_step() again"
+            ),
             Error::Os(e) => write!(f, "operating system call failed: {e}"),
             Error::Unsupported => f.write_str("secalloc supports Linux only"),
         }

@@ -38,7 +38,8 @@ pub const GATE_SLOTS: usize = 8;
 #[repr(C, align(64))]
 struct Slot(AtomicU32);
 
-/// A gate readers pass while it is open; closed once, for good.
+/// A gate readers pass while it is open; closed once per use of the page
+/// (see [`ReaderGate::reopen`]).
 ///
 /// All-zero is the initial (open, empty) state, so it is valid in fresh
 /// zeroed memory (the key page).
@@ -119,6 +120,15 @@ impl ReaderGate {
                 backoff.snooze();
             }
         }
+    }
+
+    /// Opens a closed and finished gate again, for a key page refilled with
+    /// a new key (a re-key reuses the page of a retired generation). The
+    /// caller has written the new contents before this call, and no reader
+    /// is inside: once closed, readers only pass through and back out.
+    pub fn reopen(&self) {
+        self.done.0.store(0, Ordering::SeqCst);
+        self.closed.0.store(0, Ordering::SeqCst);
     }
 
     /// Records that the closer's work (the wipe) is done.

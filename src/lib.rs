@@ -40,4 +40,4 @@ pub use arena::SecureAlloc;
 pub use arena::{LockPolicy, Stats, SIZE_CLASSES};
 pub use error::Error;
 #[cfg(not(loom))]
-pub use secret::{purge, Secret};
+pub use secret::{purge, rekey, rekey_step, Secret};

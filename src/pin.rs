@@ -4,6 +4,13 @@
 //! *kill* it; and exactly one party — the killer if nobody is pinned, else the
 //! last reader to unpin — wipes it, never while anyone is still inside.
 //!
+//! A *rewrite in place* by someone who does not own the secret (the
+//! re-keying sweep, or a reader moving its secret to the new key) is
+//! exclusive: it raises [`WRITER`], which holds off new pins, waits until
+//! the pinned readers have left, rewrites, and lowers it. While it is raised
+//! nobody can claim the wipe; if the object was killed meanwhile, the
+//! writer claims it as it finishes.
+//!
 //! One `AtomicU32` holds the reader count and the flags, so every transition
 //! is a single atomic step. The protocol is model-checked with loom
 //! (`tests/loom_pin.rs`).
@@ -14,6 +21,8 @@ const COUNT_MASK: u32 = 0x00FF_FFFF; // readers currently pinned
 const DEAD: u32 = 1 << 24; // no new pins; wipe when the count reaches zero
 const WIPED: u32 = 1 << 25; // the wipe has been claimed (exactly once)
 const DONE: u32 = 1 << 29; // the claimed wipe has been carried out
+/// An exclusive rewrite is in progress (or waiting for readers to leave).
+const WRITER: u32 = 1 << 30;
 /// Kill reason: `purge()` was called.
 pub const PURGED: u32 = 1 << 26;
 /// Kill reason: the expiry time passed.
@@ -56,8 +65,9 @@ impl PinState {
             if current & DEAD != 0 {
                 return Err(current & (PURGED | EXPIRED | DESTROYED));
             }
-            if current & COUNT_MASK == COUNT_MASK {
-                // 16 million concurrent readers: wait for one to leave.
+            if current & COUNT_MASK == COUNT_MASK || current & WRITER != 0 {
+                // 16 million concurrent readers, or a rewrite of one secret
+                // (one seal) in progress: wait.
                 crate::sync::spin_hint();
                 current = self.word.load(Ordering::Relaxed);
                 continue;
@@ -94,10 +104,41 @@ impl PinState {
         previous & COUNT_MASK == 0 && self.claim_wipe()
     }
 
+    /// Starts an exclusive rewrite: holds off new readers and waits for
+    /// the pinned ones to leave. The caller must be the only possible
+    /// writer (the registry lock makes it so).
+    ///
+    /// `Ok(())`: exclusive until [`Self::end_exclusive`]. `Err(must_wipe)`:
+    /// the object was killed; nothing is held, and if `must_wipe` the caller
+    /// must wipe it (the killer could not, while the flag was up).
+    pub fn begin_exclusive(&self) -> Result<(), bool> {
+        let previous = self.word.fetch_or(WRITER, Ordering::Acquire);
+        debug_assert!(previous & WRITER == 0, "two exclusive writers");
+        if previous & DEAD != 0 {
+            return Err(self.end_exclusive());
+        }
+        let mut backoff = crate::sync::Backoff::new();
+        // Acquire: every pinned reader's accesses happen before the rewrite.
+        while self.word.load(Ordering::Acquire) & COUNT_MASK != 0 {
+            backoff.snooze();
+        }
+        Ok(())
+    }
+
+    /// Ends an exclusive rewrite. Returns `true` if the caller must now
+    /// wipe the object: it was killed during the rewrite (nobody else could
+    /// claim the wipe meanwhile).
+    #[must_use]
+    pub fn end_exclusive(&self) -> bool {
+        // Release: the rewrite happens before any later pin or wipe.
+        let previous = self.word.fetch_and(!WRITER, Ordering::AcqRel);
+        previous & DEAD != 0 && previous & COUNT_MASK == 0 && self.claim_wipe()
+    }
+
     fn claim_wipe(&self) -> bool {
         let mut current = self.word.load(Ordering::Acquire);
         loop {
-            if current & WIPED != 0 || current & COUNT_MASK != 0 {
+            if current & WIPED != 0 || current & COUNT_MASK != 0 || current & WRITER != 0 {
                 return false;
             }
             match self.word.compare_exchange_weak(

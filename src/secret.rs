@@ -22,12 +22,14 @@
 mod key_page;
 mod protect;
 mod registry;
+mod rekey;
 
 pub use key_page::{ensure_key, key_page_info, KeyPageInfo};
 pub use protect::{Plain, PlainBuf, Protect, SecureBytes, SecureString};
+pub use rekey::{rekey, rekey_step};
 
 #[cfg(feature = "test-hooks")]
-pub use key_page::key_page_bytes;
+pub use key_page::{key_page_bytes, key_page_bytes_of};
 
 use crate::arena::wipe::wipe;
 use crate::error::Error;
@@ -41,8 +43,8 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use key_page::{key_ready, nonce, with_key};
-use registry::Entry;
+use key_page::{key_ready, nonce, with_key, KeyMaterial};
+use registry::{Commit, Entry};
 use ring::aead::Aad;
 
 const NONCE_LEN: usize = 8;
@@ -56,13 +58,28 @@ fn sealed_len(len: usize) -> usize {
     len.next_multiple_of(16)
 }
 
-/// Associated data: the secret's identity and its true length.
-fn aad(id: u64, len: usize) -> Aad<[u8; 12]> {
-    let mut bytes = [0u8; 12];
+/// Associated data: the secret's identity, its true length, and the key
+/// generation it is sealed under (so a ciphertext kept from before a
+/// re-key never opens under a later key, even where a page is reused).
+///
+/// Exactly one 16-byte block, which GHASH takes in one step (20 bytes, a
+/// 64-bit epoch, cost every seal and open a second block: +100
+/// instructions a 32-byte secret's create + read, by callgrind). The epoch
+/// is its low 32 bits: only two generations are ever live, each under a
+/// fresh random key, so the epoch in the AAD is a second line of defence
+/// that would need 2^32 re-keys to repeat.
+fn aad(id: u64, len: usize, epoch: u64) -> Aad<[u8; 16]> {
+    let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&id.to_le_bytes());
-    bytes[8..].copy_from_slice(&(len as u32).to_le_bytes());
+    bytes[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    bytes[12..].copy_from_slice(&(epoch as u32).to_le_bytes());
     Aad::from(bytes)
 }
+
+/// How often a create, re-seal or read starts over because a re-key
+/// switched keys between its seal and its commit (or its copy and its
+/// open). Each start-over means another re-key completed meanwhile.
+const STALE_RETRIES: usize = 8;
 
 /// The cell for `len` bytes of plaintext: nonce, sealed body, tag.
 fn cell_layout(len: usize) -> Result<Layout, Error> {
@@ -212,6 +229,8 @@ fn dead_error(reasons: u32) -> Error {
 /// buffer, and the arena wipes every freed byte.
 struct Plaintext {
     buf: PlainBuf,
+    /// What was opened: the cell, and the key generation it was sealed under.
+    snapshot: registry::Snapshot,
 }
 
 /// A locked buffer for the plaintext of a `len`-byte secret: room for the
@@ -226,10 +245,11 @@ fn new_plain_buf(len: usize) -> Result<PlainBuf, Error> {
     Ok(buf)
 }
 
-/// Seals `plain[from..]` in place under `id`: it is zero-padded to whole
-/// blocks and becomes that many bytes of ciphertext (the AAD carries the
-/// length of the plaintext, `plain.len() - from`).
+/// Seals `plain[from..]` (`len` bytes of plaintext) in place under `id`
+/// with `material`'s key: it is zero-padded to whole blocks and becomes
+/// that many bytes of ciphertext (the AAD carries the length `len`).
 fn seal_tail_in_place(
+    material: &KeyMaterial,
     plain: &mut PlainBuf,
     from: usize,
     id: u64,
@@ -239,22 +259,45 @@ fn seal_tail_in_place(
         .try_reserve_exact(sealed_len(len) - len)
         .map_err(|_| arena_error())?;
     plain.resize(from + sealed_len(len), 0);
-    with_key(|material| {
-        let stored = material.next_nonce()?;
-        let tag = material
-            .key()
-            .seal_in_place_separate_tag(nonce(stored), aad(id, len), &mut plain[from..])
-            .map_err(|_| Error::KeyUnavailable)?;
-        let mut tag_bytes = [0u8; TAG_LEN];
-        tag_bytes.copy_from_slice(tag.as_ref());
-        Ok((stored, tag_bytes))
-    })
+    let stored = material.next_nonce()?;
+    let tag = material
+        .key()
+        .seal_in_place_separate_tag(
+            nonce(stored),
+            aad(id, len, material.epoch()),
+            &mut plain[from..],
+        )
+        .map_err(|_| Error::KeyUnavailable)?;
+    let mut tag_bytes = [0u8; TAG_LEN];
+    tag_bytes.copy_from_slice(tag.as_ref());
+    Ok((stored, tag_bytes))
 }
 
-/// Seals `plain` in place under `id`: it is zero-padded to whole blocks and
-/// becomes that many bytes of ciphertext.
-fn seal_in_place(plain: &mut PlainBuf, id: u64) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), Error> {
-    seal_tail_in_place(plain, 0, id)
+/// Undoes [`seal_tail_in_place`] with the same key (a commit came back
+/// stale): `plain[from..]` is `len` bytes of plaintext again.
+fn unseal_tail_in_place(
+    material: &KeyMaterial,
+    plain: &mut PlainBuf,
+    from: usize,
+    len: usize,
+    id: u64,
+    sealed: ([u8; NONCE_LEN], [u8; TAG_LEN]),
+) -> Result<(), Error> {
+    plain.truncate(from + sealed_len(len));
+    plain
+        .try_reserve_exact(TAG_LEN)
+        .map_err(|_| arena_error())?;
+    protect::append(plain, &sealed.1);
+    material
+        .key()
+        .open_in_place(
+            nonce(sealed.0),
+            aad(id, len, material.epoch()),
+            &mut plain[from..],
+        )
+        .map_err(|_| Error::Tampered)?;
+    plain.truncate(from + len);
+    Ok(())
 }
 
 /// A secret of type `T`, encrypted at rest in memory from `A`.
@@ -346,53 +389,95 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let layout = cell_layout(len)?;
         let id = next_id();
-        let (stored_nonce, tag) = seal_tail_in_place(&mut plain, NONCE_LEN, id)?;
-        plain
-            .try_reserve_exact(TAG_LEN)
-            .map_err(|_| arena_error())?;
-        plain.extend_from_slice(&tag);
-        plain[..NONCE_LEN].copy_from_slice(&stored_nonce);
-        if plain.len() != layout.size() || plain.capacity() != layout.size() {
-            // Only ciphertext is copied; `plain` is wiped when it is freed.
-            let (cell, layout) = new_cell(
-                &alloc,
-                &stored_nonce,
-                &plain[NONCE_LEN..NONCE_LEN + sealed_len(len)],
-                &tag,
-            )?;
-            return Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns);
+        for _ in 0..STALE_RETRIES {
+            // Sealed, allocated and registered inside the key's gate, so
+            // the key cannot be retired before a stale commit is undone.
+            let done = with_key(|material| {
+                let sealed = seal_tail_in_place(material, &mut plain, NONCE_LEN, id)?;
+                let (stored_nonce, tag) = sealed;
+                if plain.len() + TAG_LEN != layout.size() || plain.capacity() != layout.size() {
+                    // Only ciphertext is copied; `plain` is wiped when freed.
+                    let (cell, layout) = new_cell(
+                        &alloc,
+                        &stored_nonce,
+                        &plain[NONCE_LEN..NONCE_LEN + sealed_len(len)],
+                        &tag,
+                    )?;
+                    return match Self::register_cell(
+                        cell,
+                        layout,
+                        len32,
+                        id,
+                        &alloc,
+                        expires_at_ns,
+                        material.epoch(),
+                    )? {
+                        Some(entry) => Ok(Some((entry, false))),
+                        None => {
+                            unseal_tail_in_place(material, &mut plain, NONCE_LEN, len, id, sealed)?;
+                            Ok(None)
+                        }
+                    };
+                }
+                protect::append(&mut plain, &tag);
+                plain[..NONCE_LEN].copy_from_slice(&stored_nonce);
+                // The buffer came from `SecureAlloc::new()` with exactly
+                // `layout` (capacity == size, alignment 1), and `A` is
+                // `SecureAlloc`, which frees a block whatever handle and
+                // policy it came from.
+                let cell = plain.as_mut_ptr() as usize;
+                let storage = storage_of::<A>(cell, layout);
+                match registry::register(cell, len32, id, expires_at_ns, storage, material.epoch())?
+                {
+                    Commit::Done(entry) => Ok(Some((entry, true))),
+                    Commit::Stale => {
+                        unseal_tail_in_place(material, &mut plain, NONCE_LEN, len, id, sealed)?;
+                        Ok(None)
+                    }
+                }
+            })?;
+            if let Some((entry, buffer_is_cell)) = done {
+                if buffer_is_cell {
+                    // Registered as the cell: forgetting the vector hands
+                    // its buffer's ownership to the secret.
+                    core::mem::forget(plain);
+                }
+                return Ok(Secret {
+                    entry,
+                    alloc,
+                    holds: PhantomData,
+                });
+            }
         }
-        // The buffer came from `SecureAlloc::new()` with exactly `layout`
-        // (capacity == size, alignment 1), and `A` is `SecureAlloc`, which
-        // frees a block whatever handle and policy it came from.
-        let mut plain = core::mem::ManuallyDrop::new(plain);
-        // SAFETY: the vector's buffer is a live allocation of `layout.size()`
-        // bytes (its capacity), non-null; leaving it in `ManuallyDrop` hands
-        // its ownership to the cell.
-        let cell = unsafe { NonNull::new_unchecked(plain.as_mut_ptr()) };
-        Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns)
+        Err(Error::KeyUnavailable)
     }
 
-    /// Records a sealed `cell` in the registry; frees it on failure.
+    /// Records a `cell` sealed under `epoch` in the registry; frees it if
+    /// that fails or is stale (`Ok(None)`: the caller re-seals).
     fn register_cell(
         cell: NonNull<u8>,
         layout: Layout,
         len32: u32,
         id: u64,
-        alloc: A,
+        alloc: &A,
         expires_at_ns: u64,
-    ) -> Result<Self, Error> {
+        epoch: u64,
+    ) -> Result<Option<&'static Entry>, Error> {
         let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
-        match registry::register(cell.as_ptr() as usize, len32, id, expires_at_ns, storage) {
-            Ok(entry) => Ok(Secret {
-                entry,
-                alloc,
-                holds: PhantomData,
-            }),
-            Err(e) => {
+        let outcome = registry::register(
+            cell.as_ptr() as usize,
+            len32,
+            id,
+            expires_at_ns,
+            storage,
+            epoch,
+        );
+        match outcome {
+            Ok(Commit::Done(entry)) => Ok(Some(entry)),
+            other => {
                 // SAFETY: the cell was never published.
-                unsafe { free_cell(&alloc, cell, layout) };
-                Err(e)
+                unsafe { free_cell(alloc, cell, layout) };
+                other.map(|_| None)
             }
         }
     }
@@ -401,15 +486,48 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let len = plain.len();
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let id = next_id();
-        let (stored_nonce, tag) = seal_in_place(&mut plain, id)?;
-        let (cell, layout) = new_cell(&alloc, &stored_nonce, &plain, &tag)?;
-        Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns)
+        for _ in 0..STALE_RETRIES {
+            let done = with_key(|material| {
+                let sealed = seal_tail_in_place(material, &mut plain, 0, id)?;
+                let (cell, layout) = new_cell(&alloc, &sealed.0, &plain, &sealed.1)?;
+                let epoch = material.epoch();
+                match Self::register_cell(cell, layout, len32, id, &alloc, expires_at_ns, epoch)? {
+                    Some(entry) => Ok(Some(entry)),
+                    None => {
+                        unseal_tail_in_place(material, &mut plain, 0, len, id, sealed)?;
+                        Ok(None)
+                    }
+                }
+            })?;
+            if let Some(entry) = done {
+                return Ok(Secret {
+                    entry,
+                    alloc,
+                    holds: PhantomData,
+                });
+            }
+        }
+        Err(Error::KeyUnavailable)
     }
 
     /// Decrypts into a fresh locked buffer.
     fn open(&self) -> Result<Plaintext, Error> {
+        for _ in 0..STALE_RETRIES {
+            if let Some(opened) = self.open_once() {
+                return opened;
+            }
+        }
+        Err(Error::KeyUnavailable)
+    }
+
+    /// One attempt of [`Self::open`]; `None` if the key the copied body
+    /// was sealed under was retired before it could be opened (the secret
+    /// has moved to a newer key since the copy: start over).
+    fn open_once(&self) -> Option<Result<Plaintext, Error>> {
         let entry = self.entry;
-        entry.pin.pin().map_err(dead_error)?;
+        if let Err(reasons) = entry.pin.pin() {
+            return Some(Err(dead_error(reasons)));
+        }
         let deadline = entry.expires_at_ns();
         if deadline != 0 && sys::monotonic_ns() >= deadline {
             let wipe_now = entry.pin.unpin();
@@ -419,9 +537,11 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
                 // `&self` keeps the cell alive.
                 unsafe { wipe_body(entry) };
             }
-            return Err(Error::Expired);
+            return Some(Err(Error::Expired));
         }
         let (cell, len) = entry.cell();
+        // Stable while pinned: a move to a new key waits for readers.
+        let epoch = entry.epoch();
         let copied = new_plain_buf(len).map(|mut buf| {
             // SAFETY: pinned: the body is intact and not being rewritten
             // (rewrites need `&mut self`; purge waits for us to unpin); the
@@ -436,18 +556,31 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             // SAFETY: killed while we were pinned and we were the last out.
             unsafe { wipe_body(entry) };
         }
-        let (mut buf, stored) = copied?;
+        let (mut buf, stored) = match copied {
+            Ok(copied) => copied,
+            Err(e) => return Some(Err(e)),
+        };
         let id = entry.id();
-        with_key(|material| {
+        let opened = key_page::with_key_of(epoch, |material| {
             material
                 .key()
-                .open_in_place(nonce(stored), aad(id, len), &mut buf)
+                .open_in_place(nonce(stored), aad(id, len, epoch), &mut buf)
                 .map(|_| ())
                 .map_err(|_| Error::Tampered)
         })?;
-        buf.truncate(len);
-        T::check(&buf)?;
-        Ok(Plaintext { buf })
+        Some(opened.and_then(|()| {
+            buf.truncate(len);
+            T::check(&buf)?;
+            Ok(Plaintext {
+                buf,
+                snapshot: registry::Snapshot {
+                    id,
+                    cell,
+                    len,
+                    epoch,
+                },
+            })
+        }))
     }
 
     /// Runs `f` on the plaintext. The plaintext exists only in locked arena
@@ -459,8 +592,15 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// `Expired`, `KeyUnavailable` (after `purge`, or in a forked child),
     /// `LockRefused` if no locked memory is left for the plaintext.
     pub fn expose<R>(&self, f: impl FnOnce(&T::View) -> R) -> Result<R, Error> {
-        let plain = self.open()?;
-        Ok(f(T::view(&plain.buf)))
+        let mut plain = self.open()?;
+        let result = f(T::view(&plain.buf));
+        if plain.snapshot.epoch != key_page::current_epoch() {
+            // Sealed under a key a re-key replaced: move it to the current
+            // one now that its plaintext is at hand. A failure leaves it
+            // for the sweep (`rekey_step`); the read itself succeeded.
+            let _ = rekey::move_opened(self.entry, &mut plain.buf, &plain.snapshot);
+        }
+        Ok(result)
     }
 
     /// Runs `f` on the plaintext mutably, then re-seals the result with a
@@ -481,35 +621,64 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let new_len = plain.len();
         let new_len32 = u32::try_from(new_len).map_err(|_| Error::AllocFailed)?;
         let (old_cell, old_len) = entry.cell();
-        let (stored_nonce, tag) = seal_in_place(plain, entry.id())?;
-        if new_len == old_len {
-            return registry::while_alive(entry, || {
-                // SAFETY: `&mut self` excludes readers; the registry lock
-                // (held while this runs) excludes purge.
-                unsafe { write_body(old_cell, &stored_nonce, plain, &tag) };
-            })
-            .map_err(dead_error);
-        }
         let old_layout = cell_layout(old_len)?;
-        let (cell, layout) = new_cell(&self.alloc, &stored_nonce, plain, &tag)?;
-        let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
-        if let Err(reasons) =
-            registry::replace_cell(entry, cell.as_ptr() as usize, new_len32, storage)
-        {
-            // SAFETY: the new cell was never published.
-            unsafe { free_cell(&self.alloc, cell, layout) };
-            return Err(dead_error(reasons));
+        let id = entry.id();
+        let alloc = &self.alloc;
+        for _ in 0..STALE_RETRIES {
+            // Sealed and committed inside the key's gate (see `seal_new`).
+            let done = with_key(|material| {
+                let sealed = seal_tail_in_place(material, plain, 0, id)?;
+                let (stored_nonce, tag) = sealed;
+                let epoch = material.epoch();
+                let outcome = if new_len == old_len {
+                    registry::commit_reseal(entry, epoch, None, || {
+                        // SAFETY: `&mut self` excludes readers; the
+                        // registry lock (held while this runs) excludes
+                        // purge and the re-keying sweep.
+                        unsafe { write_body(old_cell, &stored_nonce, plain, &tag) };
+                    })
+                    .map(|c| (c, None))
+                } else {
+                    let (cell, layout) = new_cell(alloc, &stored_nonce, plain, &tag)?;
+                    let storage = storage_of::<A>(cell.as_ptr() as usize, layout);
+                    let new = Some((cell.as_ptr() as usize, new_len32, storage));
+                    match registry::commit_reseal(entry, epoch, new, || {}) {
+                        Ok(Commit::Done(retire)) => Ok((Commit::Done(retire), None)),
+                        other => {
+                            // SAFETY: the new cell was never published.
+                            unsafe { free_cell(alloc, cell, layout) };
+                            other.map(|c| (c, Some(())))
+                        }
+                    }
+                };
+                match outcome {
+                    Err(reasons) => Err(dead_error(reasons)),
+                    Ok((Commit::Done(retire), _)) => Ok(Some(retire)),
+                    Ok((Commit::Stale, _)) => {
+                        unseal_tail_in_place(material, plain, 0, new_len, id, sealed)?;
+                        Ok(None)
+                    }
+                }
+            })?;
+            let Some(retire) = done else { continue };
+            if new_len != old_len {
+                // SAFETY: the old cell is no longer the entry's: purge and
+                // the sweep cannot reach it, `&mut self` excludes readers,
+                // and it came from `self.alloc`.
+                unsafe {
+                    free_cell(
+                        &self.alloc,
+                        NonNull::new_unchecked(old_cell as *mut u8),
+                        old_layout,
+                    )
+                };
+            }
+            if let Some(epoch) = retire {
+                registry::retire_if_unused(epoch);
+            }
+            return Ok(());
         }
-        // SAFETY: the old cell is no longer the entry's: purge cannot reach
-        // it, `&mut self` excludes readers, and it came from `self.alloc`.
-        unsafe {
-            free_cell(
-                &self.alloc,
-                NonNull::new_unchecked(old_cell as *mut u8),
-                old_layout,
-            )
-        };
-        Ok(())
+        Err(Error::KeyUnavailable)
     }
 
     /// Makes the secret expire `ttl` from now: after that, accesses return
@@ -603,11 +772,15 @@ impl<T: Protect, A: Allocator> Drop for Secret<T, A> {
         // Unregistered first, so purge can no longer reach the cell; the
         // entry may be reused by another thread from here on, so the cell
         // comes from `unregister`, not from a later read of the entry.
-        let (cell, len) = registry::unregister(self.entry);
+        let ((cell, len), emptied) = registry::unregister(self.entry);
         if let (Ok(layout), Some(cell)) = (cell_layout(len), NonNull::new(cell as *mut u8)) {
             // SAFETY: unregistered; `&mut self` excludes readers; the cell
             // came from `self.alloc` with this layout (the registry's length).
             unsafe { free_cell(&self.alloc, cell, layout) };
+        }
+        if let Some(epoch) = emptied {
+            // The last secret of a past key generation in this shard.
+            registry::retire_if_unused(epoch);
         }
     }
 }
@@ -761,11 +934,18 @@ pub struct SecretStats {
     pub key_page: Option<KeyPageInfo>,
     /// Whether [`purge`] has run.
     pub purged: bool,
+    /// The current key generation: 0 for the first key, one more for each
+    /// [`rekey`].
+    pub key_epoch: u64,
+    /// Live secrets still sealed under the previous generation's key (0
+    /// once a re-key is complete and the old key page wiped).
+    pub sealed_under_previous_key: usize,
 }
 
 /// A snapshot of every live secret's storage mode.
 pub fn stats() -> SecretStats {
     let (live, locked, unlocked) = registry::storage_counts();
+    let epoch = key_page::current_epoch();
     SecretStats {
         live,
         storage_locked: locked,
@@ -773,5 +953,11 @@ pub fn stats() -> SecretStats {
         storage_foreign: live.saturating_sub(locked + unlocked),
         key_page: key_page_info(),
         purged: key_page::is_purged(),
+        key_epoch: epoch,
+        sealed_under_previous_key: if epoch > 0 {
+            registry::sealed_under(epoch - 1)
+        } else {
+            0
+        },
     }
 }

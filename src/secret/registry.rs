@@ -15,6 +15,19 @@
 //! back once the secret is leaked, so purge leaves its bytes alone (its
 //! ciphertext is useless once the key is wiped).
 //!
+//! **Generations.** Each entry records the key epoch its cell is sealed
+//! under, and each shard counts its live entries per generation (`epoch %
+//! 2`: at most two are live, see `key_page`). Every *commit* of a sealed
+//! cell — registering it, or rewriting or replacing an entry's cell — checks
+//! under the shard lock that it was sealed under the current epoch, and is
+//! refused as [`Commit::Stale`] otherwise (the caller opens its buffer again
+//! and re-seals under the new key). So once a re-key has switched epochs
+//! and locked every shard once ([`barrier`]), nothing is added under the
+//! old epoch, its count only falls, and when [`sealed_under`] finds it zero
+//! its key can be wiped. Moving an entry to the new key without owning the
+//! secret ([`move_to`]) writes its cell in place, exclusively (see `pin`),
+//! under the shard lock.
+//!
 //! Entries live in chunks mapped straight from the OS (never through the
 //! arena, and never unmapped, so an entry's address is stable). The table
 //! is split into [`SHARDS`] shards, each with its own lock, free list and
@@ -64,6 +77,29 @@ pub(crate) struct Entry {
     expires_at_ns: AtomicU64, // CLOCK_MONOTONIC deadline, 0 = never; owner
     next_free: AtomicU32,     // shard's free list (local index + 1); under its lock
     index: AtomicU32,         // local index * SHARDS + shard; set when first handed out
+    epoch: AtomicU64,         // key generation the cell is sealed under; under the lock
+}
+
+/// The outcome of a commit: done, or refused because the cell was sealed
+/// under a key that is no longer current (re-seal under the current one).
+pub(crate) enum Commit<T> {
+    Done(T),
+    Stale,
+}
+
+/// What the re-keying sweep saw of an entry, to act on only if it is
+/// unchanged when it comes back (the entry may be dropped and reused
+/// meanwhile: identities are never reused, so `id` tells).
+#[derive(Clone, Copy)]
+pub(crate) struct Snapshot {
+    pub(crate) id: u64,
+    pub(crate) cell: usize,
+    pub(crate) len: usize,
+    pub(crate) epoch: u64,
+}
+
+fn slot(epoch: u64) -> usize {
+    (epoch % 2) as usize
 }
 
 impl Entry {
@@ -81,6 +117,12 @@ impl Entry {
         self.id.load(Ordering::Relaxed)
     }
 
+    /// The key generation the cell is sealed under. Stable while the
+    /// caller holds `&mut Secret`, or `&Secret` and a pin.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
     /// The expiry deadline (0 = never).
     pub(crate) fn expires_at_ns(&self) -> u64 {
         self.expires_at_ns.load(Ordering::Relaxed)
@@ -94,9 +136,10 @@ impl Entry {
 
 /// The lock-guarded part: the free list and the fresh-entry frontier.
 struct Table {
-    free_head: u32, // index + 1 of a free entry, or 0
-    fresh: usize,   // entries ever handed out; past it, never used
-    chunks: usize,  // chunks mapped
+    free_head: u32,     // index + 1 of a free entry, or 0
+    fresh: usize,       // entries ever handed out; past it, never used
+    chunks: usize,      // chunks mapped
+    sealed: [usize; 2], // live entries by key generation (epoch % 2)
 }
 
 static TABLES: [Mutex<Table>; SHARDS] = [const {
@@ -106,6 +149,7 @@ static TABLES: [Mutex<Table>; SHARDS] = [const {
             free_head: 0,
             fresh: 0,
             chunks: 0,
+            sealed: [0; 2],
         },
     )
 }; SHARDS];
@@ -161,20 +205,25 @@ static FORK: Participant = Participant {
     after_child: || {},
 };
 
-/// Registers a new secret's cell. `Err(KeyUnavailable)` after a purge (the
-/// caller wipes and frees the cell), `AllocFailed` when the registry is full
-/// or cannot map a chunk.
+/// Registers a new secret's cell, sealed under key generation `epoch`.
+/// `Err(KeyUnavailable)` after a purge (the caller wipes and frees the
+/// cell), `AllocFailed` when the registry is full or cannot map a chunk,
+/// `Stale` if `epoch` is no longer current.
 pub(crate) fn register(
     cell: usize,
     len: u32,
     id: u64,
     expires_at_ns: u64,
     storage: u8,
-) -> Result<&'static Entry, Error> {
+    epoch: u64,
+) -> Result<Commit<&'static Entry>, Error> {
     let shard = my_shard();
     let mut table = lock_table(shard);
     if PURGED_ALL.load(Ordering::Acquire) {
         return Err(Error::KeyUnavailable);
+    }
+    if epoch != super::key_page::current_epoch() {
+        return Ok(Commit::Stale);
     }
     let local = if table.free_head != 0 {
         let local = table.free_head as usize - 1;
@@ -205,50 +254,222 @@ pub(crate) fn register(
     e.len.store(len, Ordering::Relaxed);
     e.id.store(id, Ordering::Relaxed);
     e.expires_at_ns.store(expires_at_ns, Ordering::Relaxed);
+    e.epoch.store(epoch, Ordering::Relaxed);
     e.flags.store(IN_USE | storage, Ordering::Relaxed);
-    Ok(e)
+    table.sealed[slot(epoch)] += 1;
+    Ok(Commit::Done(e))
+}
+
+/// Moves `e`'s count from its generation to `epoch` (shard lock held).
+/// Returns the old epoch if that left none of it in this shard and it is
+/// not current: a key that may now be retired.
+fn recount(table: &mut Table, e: &Entry, epoch: u64) -> Option<u64> {
+    let old = e.epoch.swap(epoch, Ordering::Relaxed);
+    if old == epoch {
+        return None;
+    }
+    table.sealed[slot(old)] -= 1;
+    table.sealed[slot(epoch)] += 1;
+    (table.sealed[slot(old)] == 0).then_some(old)
 }
 
 /// Removes a secret's entry (from its `Drop`) and returns the cell it
-/// described, `(address, plaintext length)`. Afterwards purge cannot reach
-/// the cell, so the caller may wipe and free it — and the entry may be
-/// reused at once by another thread, so the caller must not read it again.
-pub(crate) fn unregister(e: &'static Entry) -> (usize, usize) {
+/// described, `(address, plaintext length)`, and the epoch it was sealed
+/// under if that was the last of a past generation in this shard (see
+/// [`retire_if_unused`]). Afterwards purge cannot reach the cell, so the
+/// caller may wipe and free it — and the entry may be reused at once by
+/// another thread, so the caller must not read it again.
+pub(crate) fn unregister(e: &'static Entry) -> ((usize, usize), Option<u64>) {
     let mut table = lock_table(shard_of(e));
     let cell = e.cell();
+    let epoch = e.epoch();
+    table.sealed[slot(epoch)] -= 1;
+    let emptied = (table.sealed[slot(epoch)] == 0).then_some(epoch);
     e.flags.store(0, Ordering::Relaxed);
     let local = e.index.load(Ordering::Relaxed) as usize / SHARDS;
     e.next_free.store(table.free_head, Ordering::Relaxed);
     table.free_head = local as u32 + 1;
-    cell
+    (cell, emptied)
 }
 
-/// Points a secret's entry at a new cell (a re-seal that changed the
-/// length). `Err(reasons)` if the secret was killed meanwhile; the entry
-/// is then unchanged.
-pub(crate) fn replace_cell(
+/// The owner's commit of a re-seal: points `e` at a new `cell` sealed
+/// under `epoch` (the length changed), or with `cell == None` runs
+/// `rewrite` to write the old cell in place. Purge and the re-keying sweep
+/// are excluded meanwhile (the owner's `&mut` excludes readers).
+/// `Err(reasons)` if the secret was killed meanwhile, `Stale` if `epoch` is
+/// no longer current; the entry is then unchanged. `Done` carries the epoch
+/// that may now be retired, as for [`unregister`].
+pub(crate) fn commit_reseal(
     e: &'static Entry,
-    cell: usize,
-    len: u32,
-    storage: u8,
-) -> Result<(), u32> {
-    let _table = lock_table(shard_of(e));
+    epoch: u64,
+    cell: Option<(usize, u32, u8)>,
+    rewrite: impl FnOnce(),
+) -> Result<Commit<Option<u64>>, u32> {
+    let mut table = lock_table(shard_of(e));
     if let Some(reasons) = e.pin.killed() {
         return Err(reasons);
     }
-    e.cell.store(cell, Ordering::Relaxed);
-    e.len.store(len, Ordering::Relaxed);
-    e.flags.store(IN_USE | storage, Ordering::Relaxed);
-    Ok(())
+    if epoch != super::key_page::current_epoch() {
+        return Ok(Commit::Stale);
+    }
+    match cell {
+        Some((cell, len, storage)) => {
+            e.cell.store(cell, Ordering::Relaxed);
+            e.len.store(len, Ordering::Relaxed);
+            e.flags.store(IN_USE | storage, Ordering::Relaxed);
+        }
+        None => rewrite(),
+    }
+    Ok(Commit::Done(recount(&mut table, e, epoch)))
 }
 
-/// Runs `f` while purge is excluded, if the secret is still alive (an
-/// in-place re-seal). `Err(reasons)` if it was killed.
-pub(crate) fn while_alive<R>(e: &'static Entry, f: impl FnOnce() -> R) -> Result<R, u32> {
-    let _table = lock_table(shard_of(e));
-    match e.pin.killed() {
-        Some(reasons) => Err(reasons),
-        None => Ok(f()),
+/// Locks every shard once, in turn: after a re-key's switch, every later
+/// registration sees the new epoch.
+pub(crate) fn barrier() {
+    for shard in 0..SHARDS {
+        drop(lock_table(shard));
+    }
+}
+
+/// Live secrets sealed under generation `epoch`, counted shard by shard
+/// under each lock (for a past epoch, a consistent count: none is added).
+pub(crate) fn sealed_under(epoch: u64) -> usize {
+    (0..SHARDS)
+        .map(|shard| lock_table(shard).sealed[slot(epoch)])
+        .sum()
+}
+
+/// Retires past generation `epoch`'s key if no live secret is sealed under
+/// it any more (a shard's count of it just reached zero).
+pub(crate) fn retire_if_unused(epoch: u64) {
+    if epoch < super::key_page::current_epoch() && sealed_under(epoch) == 0 {
+        super::key_page::retire(epoch);
+    }
+}
+
+/// The re-keying sweep's first look at entry number `index` (in the order
+/// of [`entry_count`]): a snapshot if it is live and sealed under `epoch`.
+pub(crate) fn peek(index: usize, epoch: u64) -> Option<(&'static Entry, Snapshot)> {
+    let (shard, local) = (index % SHARDS, index / SHARDS);
+    let table = lock_table(shard);
+    if local >= table.fresh {
+        return None;
+    }
+    let e = entry(shard, local);
+    let live = e.flags.load(Ordering::Relaxed) & IN_USE != 0;
+    (live && e.epoch() == epoch).then(|| {
+        let (cell, len) = e.cell();
+        (
+            e,
+            Snapshot {
+                id: e.id(),
+                cell,
+                len,
+                epoch,
+            },
+        )
+    })
+}
+
+/// Upper bound of entry indices for [`peek`] (entries ever handed out,
+/// times the shard count).
+pub(crate) fn entry_count() -> usize {
+    (0..SHARDS)
+        .map(|shard| lock_table(shard).fresh)
+        .max()
+        .unwrap_or(0)
+        * SHARDS
+}
+
+/// Whether `e` still is what `snap` saw (shard lock held).
+fn unchanged(e: &Entry, snap: &Snapshot) -> bool {
+    e.flags.load(Ordering::Relaxed) & IN_USE != 0
+        && e.id() == snap.id
+        && e.cell() == (snap.cell, snap.len)
+        && e.epoch() == snap.epoch
+}
+
+/// What [`copy_body`] found.
+pub(crate) enum BodyCopy {
+    /// The body was copied.
+    Made,
+    /// The entry changed (dropped, re-sealed): nothing to do.
+    Changed,
+    /// The secret is dead (its body is, or is being, wiped): it was moved
+    /// to `to_epoch` as it is, since it can never be read again. Carries
+    /// the epoch that may now be retired.
+    Dead(Option<u64>),
+}
+
+/// Under the shard lock, if `e` is unchanged since `snap`: pins it and
+/// runs `copy(cell)` (which must not allocate or lock), then unpins (and
+/// wipes, if it was killed meanwhile and this was the last reader). A dead
+/// secret is moved to `to_epoch` without a copy.
+pub(crate) fn copy_body(
+    e: &'static Entry,
+    snap: &Snapshot,
+    to_epoch: u64,
+    copy: impl FnOnce(usize),
+    wipe_cell: impl Fn(usize, usize),
+) -> BodyCopy {
+    let mut table = lock_table(shard_of(e));
+    if !unchanged(e, snap) {
+        return BodyCopy::Changed;
+    }
+    if e.pin.pin().is_err() {
+        return BodyCopy::Dead(recount(&mut table, e, to_epoch));
+    }
+    // The lock keeps the cell alive (its owner frees it only after
+    // `unregister`) and unchanged (owner rewrites are committed under it).
+    copy(snap.cell);
+    if e.pin.unpin() {
+        wipe_cell(snap.cell, snap.len);
+    }
+    BodyCopy::Made
+}
+
+/// Moves `e`, unchanged since `snap`, to generation `epoch` (current),
+/// running `write(cell)` to put the body re-sealed under it in place, with
+/// readers held off (see `pin`). `None` if it changed; `Stale` if `epoch`
+/// is no longer current. With `write == None` the entry is only relabelled:
+/// for a body that can never be opened (tampered), which keeps its bytes.
+/// `Done` carries the epoch that may now be retired.
+pub(crate) fn move_to(
+    e: &'static Entry,
+    snap: &Snapshot,
+    epoch: u64,
+    write: Option<&dyn Fn(usize)>,
+    wipe_cell: impl Fn(usize, usize),
+) -> Option<Commit<Option<u64>>> {
+    let mut table = lock_table(shard_of(e));
+    if !unchanged(e, snap) {
+        return None;
+    }
+    if epoch != super::key_page::current_epoch() {
+        return Some(Commit::Stale);
+    }
+    let Some(write) = write else {
+        return Some(Commit::Done(recount(&mut table, e, epoch)));
+    };
+    match e.pin.begin_exclusive() {
+        Ok(()) => {
+            write(snap.cell);
+            // The new epoch is published with the new body, before readers
+            // may pin again: a reader reads both under one pin, and a body
+            // with the other's epoch would fail to open.
+            let retire = recount(&mut table, e, epoch);
+            if e.pin.end_exclusive() {
+                wipe_cell(snap.cell, snap.len);
+            }
+            Some(Commit::Done(retire))
+        }
+        Err(must_wipe) => {
+            if must_wipe {
+                wipe_cell(snap.cell, snap.len);
+            }
+            // Dead: it never opens again; only the count moves.
+            Some(Commit::Done(recount(&mut table, e, epoch)))
+        }
     }
 }
 
