@@ -57,6 +57,49 @@ pub enum LockPolicy {
 pub(crate) const HEAP_COUNT: usize = 2;
 
 impl LockPolicy {
+    /// The policy an operator chose in `SECALLOC_LOCK` (the same variable
+    /// and names as the `LD_PRELOAD` library): `require` (or `fail-closed`)
+    /// for [`LockPolicy::FailClosed`], `best-effort` for
+    /// [`LockPolicy::BestEffort`]. `None` if the variable is not set.
+    ///
+    /// ```
+    /// use secalloc::{LockPolicy, SecureAlloc};
+    ///
+    /// // Fail closed unless the operator asked otherwise.
+    /// let policy = LockPolicy::from_env()?.unwrap_or(LockPolicy::FailClosed);
+    /// let alloc = SecureAlloc::with_policy(policy);
+    /// # let _ = alloc;
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidPolicy` for any other value: a typo must not silently pick
+    /// a policy.
+    pub fn from_env() -> Result<Option<LockPolicy>, crate::Error> {
+        crate::sys::with_env(c"SECALLOC_LOCK", |value| match value {
+            None => Ok(None),
+            Some(v) => Self::parse(v).map(Some).ok_or(crate::Error::InvalidPolicy),
+        })
+    }
+
+    /// [`Self::from_env`], with an unset or unreadable variable meaning the
+    /// default, fail-closed (for the preload, which cannot report an error).
+    #[doc(hidden)]
+    pub fn from_env_or_default() -> LockPolicy {
+        Self::from_env()
+            .ok()
+            .flatten()
+            .unwrap_or(LockPolicy::FailClosed)
+    }
+
+    fn parse(value: &[u8]) -> Option<LockPolicy> {
+        match value {
+            b"require" | b"fail-closed" | b"fail_closed" => Some(LockPolicy::FailClosed),
+            b"best-effort" | b"best_effort" => Some(LockPolicy::BestEffort),
+            _ => None,
+        }
+    }
+
     /// Index of this policy's heap.
     pub(crate) const fn heap_index(self) -> usize {
         match self {

@@ -28,6 +28,15 @@ pub enum Error {
     /// the count is how many remain. Call it again, or
     /// [`rekey_step`](crate::rekey_step).
     RekeyIncomplete(usize),
+    /// `SECALLOC_LOCK` holds a value other than `require`, `fail-closed`
+    /// or `best-effort`.
+    InvalidPolicy,
+    /// The input was longer than the limit the caller gave (the limit).
+    TooLong(usize),
+    /// Reading the input failed, or it was missing or malformed: an
+    /// environment variable not set is `NotFound`, a value that is not
+    /// UTF-8 `InvalidData`.
+    Io(std::io::ErrorKind),
     /// An operating-system call failed.
     Os(OsError),
     /// This operating system is not supported (Linux only).
@@ -54,6 +63,11 @@ impl fmt::Display for Error {
                 "re-key incomplete: {n} secrets are still sealed under the previous key \
                  (another re-key ran meanwhile); call rekey() or rekey_step() again"
             ),
+            Error::InvalidPolicy => f.write_str(
+                "SECALLOC_LOCK must be `require` (or `fail-closed`) or `best-effort`",
+            ),
+            Error::TooLong(max) => write!(f, "the input is longer than the limit of {max} bytes"),
+            Error::Io(kind) => write!(f, "reading the secret failed: {kind}"),
             Error::Os(e) => write!(f, "operating system call failed: {e}"),
             Error::Unsupported => f.write_str("secalloc supports Linux only"),
         }

@@ -40,4 +40,12 @@ pub use arena::SecureAlloc;
 pub use arena::{LockPolicy, Stats, SIZE_CLASSES};
 pub use error::Error;
 #[cfg(not(loom))]
-pub use secret::{purge, rekey, rekey_step, Secret};
+pub use secret::{purge, rekey, rekey_step, Secret, SecretBytes, SecretString};
+
+/// serde support (feature `serde`): `Deserialize` for `Secret<String>`,
+/// `Secret<Vec<u8>>` and `Secret<[u8; N]>` straight into locked memory, and
+/// [`serde::expose`], the explicit way to serialize one.
+#[cfg(all(feature = "serde", not(loom)))]
+pub mod serde {
+    pub use crate::secret::serde_impl::expose;
+}

@@ -23,10 +23,14 @@ mod key_page;
 mod protect;
 mod registry;
 mod rekey;
+#[cfg(feature = "serde")]
+pub(crate) mod serde_impl;
+mod ways_in;
 
 pub use key_page::{ensure_key, key_page_info, KeyPageInfo};
 pub use protect::{Plain, PlainBuf, Protect, SecureBytes, SecureString};
 pub use rekey::{rekey, rekey_step};
+pub use ways_in::{SecretBytes, SecretString};
 
 #[cfg(feature = "test-hooks")]
 pub use key_page::{key_page_bytes, key_page_bytes_of};
@@ -722,15 +726,26 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     pub fn ct_eq(&self, other: &Self) -> Result<bool, Error> {
         let a = self.open()?;
         let b = other.open()?;
-        if a.buf.len() != b.buf.len() {
-            return Ok(false);
-        }
-        let diff = a
-            .buf
-            .iter()
-            .zip(b.buf.iter())
-            .fold(0u8, |acc, (x, y)| acc | core::hint::black_box(x ^ y));
-        Ok(core::hint::black_box(diff) == 0)
+        Ok(ct_eq_slices(&a.buf, &b.buf))
+    }
+
+    /// Compares the plaintext with `presented` (a token or password a
+    /// client sent) in constant time for equal lengths; a length mismatch
+    /// returns `false` at once (lengths are not hidden).
+    ///
+    /// ```
+    /// let token = secalloc::SecretString::copy_from_str("s3cr3t")?;
+    /// assert!(token.ct_eq_bytes(b"s3cr3t")?);
+    /// assert!(!token.ct_eq_bytes(b"guess!")?);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Secret::expose`]: an unreadable secret is an error, never a
+    /// silent `false`.
+    pub fn ct_eq_bytes(&self, presented: &[u8]) -> Result<bool, Error> {
+        let plain = self.open()?;
+        Ok(ct_eq_slices(&plain.buf, presented))
     }
 
     /// An independent copy, freshly sealed under a new identity and nonce.
@@ -786,6 +801,40 @@ impl<T: Protect, A: Allocator> Drop for Secret<T, A> {
 }
 
 impl<T: Protect, A: Allocator> zeroize::ZeroizeOnDrop for Secret<T, A> {}
+
+impl<T: Protect, A: Allocator> zeroize::Zeroize for Secret<T, A> {
+    /// Wipes the stored ciphertext now and marks the secret destroyed: every
+    /// later access returns `Destroyed`, and dropping it frees the cell. So
+    /// a struct holding a secret can `#[derive(Zeroize, ZeroizeOnDrop)]`.
+    fn zeroize(&mut self) {
+        if self.entry.pin.kill(DESTROYED) {
+            // SAFETY: `&mut self` excludes readers and keeps the cell alive;
+            // the pin protocol gave us the (only) wipe.
+            unsafe { wipe_body(self.entry) };
+        }
+    }
+}
+
+#[cfg(feature = "subtle")]
+impl<T: Protect, A: Allocator> subtle::ConstantTimeEq for Secret<T, A> {
+    /// [`Secret::ct_eq`] as a `Choice`; an unreadable secret (tampered,
+    /// expired, purged) is unequal to everything.
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        subtle::Choice::from(Secret::ct_eq(self, other).unwrap_or(false) as u8)
+    }
+}
+
+/// Equal lengths and equal bytes, in time that depends on the length only.
+fn ct_eq_slices(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |acc, (x, y)| acc | core::hint::black_box(x ^ y));
+    core::hint::black_box(diff) == 0
+}
 
 impl<T: Protect, A: Allocator> fmt::Debug for Secret<T, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -52,8 +52,8 @@ fn allocator() -> SecureAlloc {
 #[cold]
 #[inline(never)]
 fn choose_policy() -> u8 {
-    let chosen = match sys::getenv(c"SECALLOC_LOCK") {
-        Some(b"best-effort") | Some(b"best_effort") => POLICY_BEST_EFFORT,
+    let chosen = match LockPolicy::from_env_or_default() {
+        LockPolicy::BestEffort => POLICY_BEST_EFFORT,
         _ => POLICY_REQUIRE,
     };
     POLICY.store(chosen, Ordering::Relaxed);
@@ -375,7 +375,9 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
 // ---------------------------------------------------------------------------
 
 extern "C" fn report_at_exit() {
-    if sys::getenv(c"SECALLOC_REPORT").is_none() || STATE.load(Ordering::Acquire) != STARTED {
+    if !sys::with_env(c"SECALLOC_REPORT", |v| v.is_some())
+        || STATE.load(Ordering::Acquire) != STARTED
+    {
         return;
     }
     let stats = allocator().stats();

@@ -168,8 +168,8 @@ pub fn fatal(message: &str) -> ! {
     panic!("secalloc: fatal: {message}")
 }
 /// No environment in the model.
-pub fn getenv(_name: &core::ffi::CStr) -> Option<&'static [u8]> {
-    None
+pub fn with_env<R>(_name: &core::ffi::CStr, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    f(None)
 }
 /// Reports every page resident (the safe answer: everything gets wiped).
 pub fn mincore(_addr: usize, _len: usize, residency: &mut [u8]) -> OsResult<()> {

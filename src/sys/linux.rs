@@ -421,16 +421,134 @@ pub fn fatal(message: &str) -> ! {
 
 /// Reads an environment variable without allocating (for the preload
 /// library's early start); returns the raw bytes.
-pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+fn last_error(op: &'static str) -> OsError {
+    OsError {
+        op,
+        errno: last_errno(),
+    }
+}
+
+/// Runs `f` on the value of environment variable `name` (its bytes in
+/// the process's environment block), or on `None` if it is not set.
+///
+/// The bytes are only lent for the call: `setenv`/`unsetenv` may free or
+/// reuse them afterwards. (Rust's `std::env::set_var` requires, as a safety
+/// precondition, that no other thread reads the environment meanwhile.)
+pub fn with_env<R>(name: &core::ffi::CStr, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer into
-    // the environment block that stays valid unless the program calls setenv.
+    // the environment block, valid until the environment is next modified,
+    // which the contract above excludes during `f`.
     let value = unsafe { libc::getenv(name.as_ptr()) };
     if value.is_null() {
-        None
+        f(None)
     } else {
         // SAFETY: a non-null getenv result is a NUL-terminated string.
-        Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes())
+        f(Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes()))
     }
+}
+
+/// Overwrites the value of environment variable `name` with zero bytes in
+/// place, then removes the variable. Returns whether it was set.
+///
+/// # Safety
+/// No other thread reads or modifies the environment during the call, and
+/// the variable's string is writable (true of the initial environment and of
+/// `setenv`; not of a string literal passed to `putenv`).
+pub unsafe fn wipe_and_unsetenv(name: &core::ffi::CStr) -> bool {
+    // SAFETY: as in `with_env`; the caller excludes concurrent access.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        return false;
+    }
+    // SAFETY: the value is a NUL-terminated string the caller guarantees is
+    // writable; we overwrite its bytes, not the terminator.
+    unsafe {
+        let len = libc::strlen(value);
+        crate::arena::wipe::wipe_raw(value.cast(), len);
+        libc::unsetenv(name.as_ptr());
+    }
+    true
+}
+
+/// Opens the controlling terminal (`/dev/tty`) for reading and writing.
+pub fn open_tty() -> OsResult<i32> {
+    // SAFETY: a NUL-terminated path; flags are valid.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return Err(last_error("open(/dev/tty)"));
+    }
+    Ok(fd)
+}
+
+/// A terminal's settings, saved to be restored.
+#[derive(Clone, Copy)]
+pub struct TerminalMode(libc::termios);
+
+/// Turns echo off on terminal `fd` (keeping the newline echoed, so the
+/// cursor moves on after a password). Returns the previous settings.
+pub fn echo_off(fd: i32) -> OsResult<TerminalMode> {
+    // SAFETY: termios is plain data; tcgetattr fills it.
+    let mut mode: libc::termios = unsafe { core::mem::zeroed() };
+    // SAFETY: `mode` is a valid termios to write.
+    if unsafe { libc::tcgetattr(fd, &mut mode) } != 0 {
+        return Err(last_error("tcgetattr"));
+    }
+    let mut quiet = mode;
+    quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: a valid termios derived from the current one.
+    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
+        return Err(last_error("tcsetattr"));
+    }
+    Ok(TerminalMode(mode))
+}
+
+/// Restores settings saved by [`echo_off`].
+pub fn restore_terminal(fd: i32, mode: &TerminalMode) -> OsResult<()> {
+    // SAFETY: a termios read from this terminal.
+    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &mode.0) } != 0 {
+        return Err(last_error("tcsetattr"));
+    }
+    Ok(())
+}
+
+/// `read(2)` into `buf`, retrying on `EINTR`. Returns the bytes read (0 at
+/// end of file).
+pub fn read_fd(fd: i32, buf: &mut [u8]) -> OsResult<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = last_error("read");
+        if err.errno.0 != libc::EINTR {
+            return Err(err);
+        }
+    }
+}
+
+/// Writes all of `bytes` to `fd` (best effort: stops at the first error).
+pub fn write_fd(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reads of its length.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Closes a descriptor this crate opened.
+pub fn close_fd(fd: i32) {
+    // SAFETY: closing a descriptor we own.
+    unsafe { libc::close(fd) };
 }
 
 /// Nanoseconds on `CLOCK_MONOTONIC` (never goes backwards, unaffected by

@@ -129,10 +129,40 @@ pub fn write_stderr(bytes: &[u8]) {
 pub fn fatal(message: &str) -> ! {
     fatal_parts(&[message.as_bytes()])
 }
-/// Environment lookups are not needed off Linux.
-pub fn getenv(_name: &core::ffi::CStr) -> Option<&'static [u8]> {
-    None
+/// Environment lookups are not supported off Linux.
+pub fn with_env<R>(_name: &core::ffi::CStr, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    f(None)
 }
+/// Not supported here.
+///
+/// # Safety
+/// None needed (it does nothing).
+pub unsafe fn wipe_and_unsetenv(_name: &core::ffi::CStr) -> bool {
+    false
+}
+/// Not supported here.
+pub fn open_tty() -> OsResult<i32> {
+    unsupported("open(/dev/tty) (secalloc supports Linux only)")
+}
+/// Saved terminal settings (never produced here).
+#[derive(Clone, Copy)]
+pub struct TerminalMode(());
+/// Not supported here.
+pub fn echo_off(_fd: i32) -> OsResult<TerminalMode> {
+    unsupported("tcsetattr (secalloc supports Linux only)")
+}
+/// Not supported here.
+pub fn restore_terminal(_fd: i32, _mode: &TerminalMode) -> OsResult<()> {
+    Ok(())
+}
+/// Not supported here.
+pub fn read_fd(_fd: i32, _buf: &mut [u8]) -> OsResult<usize> {
+    unsupported("read (secalloc supports Linux only)")
+}
+/// Not supported here.
+pub fn write_fd(_fd: i32, _bytes: &[u8]) {}
+/// Not supported here.
+pub fn close_fd(_fd: i32) {}
 /// Unsupported on this OS.
 pub fn mmap_reserve_aligned(_len: usize, _align: usize) -> OsResult<usize> {
     unsupported("mmap (secalloc supports Linux only)")
