@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo run --release --example hardened_binary`
 
-use secalloc::{smaps, SecureAlloc};
+use secalloc::{diagnostics, SecureAlloc};
 use std::collections::HashMap;
 
 #[global_allocator]
@@ -31,8 +31,8 @@ fn main() {
     }
 
     let stats = ALLOC.stats();
-    let report = smaps::arena_report().expect("read /proc/self/smaps");
-    let (soft, hard) = secalloc::sys::memlock_limit().unwrap_or((0, 0));
+    let report = diagnostics::arena_report().expect("read /proc/self/smaps");
+    let (soft, hard) = diagnostics::memlock_limit().unwrap_or((0, 0));
     let limit = |v: usize| {
         if v == usize::MAX {
             "unlimited".to_string()

@@ -28,7 +28,7 @@ pub use thread_cache::{use_external_thread_block, EXTERNAL_THREAD_BLOCK_BYTES};
 mod fork;
 #[cfg(not(loom))]
 mod global;
-#[cfg(all(not(loom), feature = "test-hooks"))]
+#[cfg(all(not(loom), secalloc_test_hooks))]
 pub mod inspect;
 #[cfg(loom)]
 pub mod model;

@@ -49,9 +49,3 @@ impl FatalKind {
 pub(crate) fn fatal(kind: FatalKind) -> ! {
     crate::sys::fatal(kind.message())
 }
-
-/// `malloc_usable_size` misuse, for the preload (not public API).
-#[doc(hidden)]
-pub fn fatal_invalid_usable_size() -> ! {
-    fatal(FatalKind::InvalidUsableSize)
-}

@@ -22,18 +22,93 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 pub mod arena;
+#[cfg(not(loom))]
+mod capi;
 pub mod error;
-#[doc(hidden)]
-pub mod fatal;
-#[doc(hidden)]
-pub mod gate;
-pub mod pin;
+mod fatal;
+mod gate;
+mod pin;
 #[cfg(not(loom))]
 pub mod secret;
 #[cfg(not(loom))]
-pub mod smaps;
+mod smaps;
 mod sync;
-pub mod sys;
+mod sys;
+
+/// Unstable internals for this repository's own crates: the `LD_PRELOAD`
+/// library (`preload/`), the loom models and the test suite. **Not part of
+/// the API**: anything here may change or vanish in any release.
+#[doc(hidden)]
+pub mod __unstable {
+    #[cfg(not(loom))]
+    pub use crate::arena::{use_external_thread_block, EXTERNAL_THREAD_BLOCK_BYTES};
+    #[cfg(not(loom))]
+    pub use crate::smaps::{parse as smaps_parse, read as smaps_read, Mapping};
+
+    /// The C allocation surface (`src/capi.rs`).
+    #[cfg(not(loom))]
+    pub mod capi {
+        pub use crate::capi::*;
+    }
+    /// The OS layer (`src/sys.rs`).
+    pub mod sys {
+        pub use crate::sys::*;
+    }
+    /// The per-secret pin protocol (`src/pin.rs`), for the loom models.
+    pub mod pin {
+        pub use crate::pin::*;
+    }
+    /// The key page's reader gate (`src/gate.rs`), for the loom models.
+    pub mod gate {
+        pub use crate::gate::*;
+    }
+}
+
+/// What a running program can ask about its protected memory.
+#[cfg(not(loom))]
+pub mod diagnostics {
+    pub use crate::arena::Stats;
+    pub use crate::secret::{stats as secret_stats, KeyPageInfo, SecretStats};
+    pub use crate::smaps::{arena_report, ArenaReport};
+
+    /// The process's soft and hard `RLIMIT_MEMLOCK` in bytes (`usize::MAX`
+    /// for unlimited): the lock budget the arena works within.
+    ///
+    /// ```
+    /// let (soft, hard) = secalloc::diagnostics::memlock_limit()?;
+    /// assert!(soft <= hard);
+    /// # Ok::<(), secalloc::OsError>(())
+    /// ```
+    pub fn memlock_limit() -> Result<(usize, usize), crate::OsError> {
+        crate::sys::memlock_limit()
+    }
+}
+
+/// The allocator API this crate implements, re-exported at the exact
+/// version it implements (`allocator-api2` 0.2), so collections built on
+/// it need no version matching.
+pub use allocator_api2;
+
+/// A vector in locked, dump-excluded, wiped-on-free memory.
+///
+/// ```
+/// let mut key: secalloc::SecureVec<u8> = secalloc::SecureVec::new_in(secalloc::SecureAlloc::new());
+/// key.extend_from_slice(&[0x42; 32]);
+/// assert_eq!(key.len(), 32);
+/// ```
+#[cfg(not(loom))]
+pub type SecureVec<T> = allocator_api2::vec::Vec<T, SecureAlloc>;
+/// A box in locked, dump-excluded, wiped-on-free memory.
+///
+/// ```
+/// let key: secalloc::SecureBox<[u8; 32]> =
+///     secalloc::SecureBox::new_in([7; 32], secalloc::SecureAlloc::new());
+/// assert_eq!(key[0], 7);
+/// ```
+#[cfg(not(loom))]
+pub type SecureBox<T> = allocator_api2::boxed::Box<T, SecureAlloc>;
+
+pub use sys::{Errno, OsError};
 
 #[cfg(not(loom))]
 pub use arena::SecureAlloc;

@@ -32,7 +32,7 @@ pub use protect::{Plain, PlainBuf, Protect, SecureBytes, SecureString};
 pub use rekey::{rekey, rekey_step};
 pub use ways_in::{SecretBytes, SecretString};
 
-#[cfg(feature = "test-hooks")]
+#[cfg(secalloc_test_hooks)]
 pub use key_page::{key_page_bytes, key_page_bytes_of};
 
 use crate::arena::wipe::wipe;
@@ -766,7 +766,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     }
 
     /// Test hook: the stored `nonce | ciphertext | tag` bytes, writable.
-    #[cfg(feature = "test-hooks")]
+    #[cfg(secalloc_test_hooks)]
     pub fn sealed_bytes_mut(&mut self) -> &mut [u8] {
         let (cell, len) = self.entry.cell();
         // SAFETY: `&mut self` gives exclusive access to the body.
@@ -775,7 +775,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
 
     /// Test hook: the cell's address and length (the whole allocation:
     /// nonce, ciphertext, tag; there is no header in it).
-    #[cfg(feature = "test-hooks")]
+    #[cfg(secalloc_test_hooks)]
     pub fn cell_range(&self) -> (usize, usize) {
         let (cell, len) = self.entry.cell();
         (cell, NONCE_LEN + sealed_len(len) + TAG_LEN)

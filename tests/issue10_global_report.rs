@@ -27,7 +27,7 @@ fn main() {
     match support::child_scenario().as_deref() {
         Some("report") => {
             let held = many_large_blocks();
-            let report = secalloc::smaps::arena_report().expect("arena_report");
+            let report = secalloc::diagnostics::arena_report().expect("arena_report");
             println!(
                 "RESULT mappings={} mapped={} held={}",
                 report.mappings,

@@ -234,6 +234,10 @@ fn purge_during_a_sweep_wipes_both_keys_and_stops_the_sweep() {
     assert_eq!(r["reads"], "KeyUnavailable");
     assert_eq!(r["both_wiped"], "true");
     assert_eq!(r["sweep_ended"], "true");
+    assert_eq!(
+        r["step_after"], "true",
+        "rekey_step after purge is KeyUnavailable"
+    );
 }
 
 /// The child side of the purge check: a sweep thread races `purge`.
@@ -257,10 +261,78 @@ fn purge_child() {
     std::thread::sleep(Duration::from_millis(2));
     secalloc::purge();
     let sweep_ended = sweeper.join().unwrap();
+    // Found by the attack review: after a purge this returned Ok(0).
+    let step_after = rekey_step(1) == Err(Error::KeyUnavailable);
     let reads = match secrets[1999].expose(|v| v.len()) {
         Err(Error::KeyUnavailable) => "KeyUnavailable".to_string(),
         other => format!("{other:?}").replace(' ', "_"),
     };
     let both_wiped = key_page_is_zero(new) && key_page_is_zero(new - 1);
-    println!("RESULT reads={reads} both_wiped={both_wiped} sweep_ended={sweep_ended}");
+    println!(
+        "RESULT reads={reads} both_wiped={both_wiped} sweep_ended={sweep_ended} step_after={step_after}"
+    );
+}
+
+/// Found by the issue-12 attack review: in a fork child the key pages are
+/// gone (`MADV_DONTFORK`) and `rekey_step`/`rekey` read them: SIGSEGV. They
+/// must return `KeyUnavailable` like every other use of the key there.
+#[test]
+fn rekey_in_a_fork_child_is_key_unavailable_not_a_crash() {
+    let _g = serial();
+    let kept: Vec<Secret<[u8; 32]>> = (0..8u8).map(|i| Secret::new([i; 32]).unwrap()).collect();
+    rekey().unwrap(); // leaves 8 secrets under the previous key
+                      // SAFETY: the child calls only the functions under test and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let step = matches!(rekey_step(1), Err(Error::KeyUnavailable));
+        let full = matches!(rekey(), Err(Error::KeyUnavailable));
+        // SAFETY: `_exit` in the child.
+        unsafe { libc::_exit(if step && full { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status),
+        "the child died of signal {}",
+        libc::WTERMSIG(status)
+    );
+    assert_eq!(libc::WEXITSTATUS(status), 0, "not KeyUnavailable");
+    assert_eq!(rekey_step(usize::MAX), Ok(0));
+    drop(kept);
+}
+
+/// Found by the issue-12 attack review: two threads calling `rekey()` at
+/// once got `RekeyIncomplete(0)` when each found the other's new key in the
+/// way. A key put in service by another thread after the call began counts.
+#[test]
+fn concurrent_rekeys_all_succeed() {
+    let _g = serial();
+    let done = watchdog(Duration::from_secs(60));
+    let secrets: Arc<Vec<Secret<[u8; 32]>>> =
+        Arc::new((0..200u8).map(|i| Secret::new([i; 32]).unwrap()).collect());
+    let failures = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let (secrets, failures) = (secrets.clone(), failures.clone());
+            std::thread::spawn(move || {
+                for round in 0..100usize {
+                    if let Err(e) = rekey() {
+                        eprintln!("rekey: {e:?}");
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let i = round % secrets.len();
+                    if secrets[i].expose(|k| k[0]) != Ok(i as u8) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
 }

@@ -225,3 +225,46 @@ fn small_slabs_serve_every_class_and_give_every_page_back() {
     );
     assert_eq!(r["arena_locked_after"], "0");
 }
+
+const TRIM: &str = "a_slab_gives_back_its_free_tail_pages";
+
+/// Found by the issue-12 attack review: filling the 64 KiB budget with
+/// secrets and dropping all but the first kept every page locked (a slab
+/// gave its pages back only once all its slots were free), so no other
+/// secret, and no re-key, fitted again. Now a slab gives back the free
+/// pages at its end.
+#[test]
+fn a_slab_gives_back_its_free_tail_pages() {
+    if child_scenario().as_deref() == Some("trim") {
+        let mut all: Vec<Secret<[u8; 32]>> = Vec::new();
+        while let Ok(s) = Secret::new([7; 32]) {
+            all.push(s);
+        }
+        let filled = vm_lck_kib();
+        let made = all.len();
+        all.truncate(1);
+        let after = vm_lck_kib();
+        let big = Secret::new(vec![1u8; 2048]).is_ok();
+        let rekeyed = secalloc::rekey().is_ok();
+        println!(
+            "RESULT made={made} filled={filled} after={after} big={big} rekeyed={rekeyed} first={:?}",
+            all[0].expose(|k| k[0])
+        );
+        return;
+    }
+    let out = run_unprivileged_child(TRIM, "trim", LIMIT);
+    assert!(out.status.success(), "child failed");
+    let r = child_result(&out);
+    assert!(r["made"].parse::<usize>().unwrap() > 900);
+    assert!(
+        r["after"].parse::<u64>().unwrap() <= 12,
+        "{} KiB still locked",
+        r["after"]
+    );
+    assert_eq!(r["big"], "true", "a 2 KiB secret fits again");
+    assert_eq!(
+        r["rekeyed"], "true",
+        "a re-key (a second key page) fits again"
+    );
+    assert_eq!(r["first"], "Ok(7)");
+}

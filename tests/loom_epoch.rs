@@ -15,7 +15,7 @@
 use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use secalloc::gate::ReaderGate;
+use secalloc::__unstable::gate::ReaderGate;
 
 const RETIRED: u32 = 1;
 

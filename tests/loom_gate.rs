@@ -6,8 +6,8 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use secalloc::gate::ReaderGate;
-use secalloc::pin::PURGED;
+use secalloc::__unstable::gate::ReaderGate;
+use secalloc::__unstable::pin::PURGED;
 
 struct Key {
     gate: ReaderGate,
@@ -64,5 +64,5 @@ fn two_readers_on_their_own_counters_and_a_purge() {
 
 #[test]
 fn two_readers_sharing_a_counter_and_a_purge() {
-    model([3, 3 + secalloc::gate::GATE_SLOTS]);
+    model([3, 3 + secalloc::__unstable::gate::GATE_SLOTS]);
 }

@@ -7,7 +7,7 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use secalloc::pin::{PinState, PURGED};
+use secalloc::__unstable::pin::{PinState, PURGED};
 
 struct Object {
     pin: PinState,
@@ -121,7 +121,7 @@ fn a_reader_a_rewrite_and_a_kill() {
                 }
             })
         };
-        if b.pin.kill(secalloc::pin::EXPIRED) {
+        if b.pin.kill(secalloc::__unstable::pin::EXPIRED) {
             wipe(&b);
         }
         reader.join().unwrap();

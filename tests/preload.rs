@@ -79,7 +79,7 @@ fn assert_locked_dd(line: &str, what: &str) {
 /// Sums what smaps says about a running process: bytes resident in
 /// mappings that are both locked and dump-excluded, and in `[heap]`.
 fn smaps_of(pid: u32) -> (usize, usize) {
-    let maps = secalloc::smaps::read(&pid.to_string()).unwrap();
+    let maps = secalloc::__unstable::smaps_read(&pid.to_string()).unwrap();
     let protected = maps
         .iter()
         .filter(|m| m.has_flag("lo") && m.has_flag("dd"))

@@ -28,7 +28,7 @@ fi
 echo "== unit, integration and doc tests (tests/preload.rs builds the LD_PRELOAD library itself)"
 # The lock-order checker (src/sync/rank.rs) is on for the whole suite: an
 # acquisition out of rank order aborts with both lock names.
-export RUSTFLAGS="${RUSTFLAGS:-} --cfg secalloc_lockdep"
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg secalloc_lockdep --cfg secalloc_test_hooks"
 cargo test --release --all-targets --no-fail-fast
 cargo test --release --doc
 unset RUSTFLAGS

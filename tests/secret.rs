@@ -238,7 +238,7 @@ fn plaintext_is_nowhere_in_the_arena_after_an_access() {
 #[test]
 fn the_key_page_is_locked_dump_excluded_and_secretmem_where_available() {
     let info = secret::ensure_key().unwrap();
-    let maps = secalloc::smaps::read("self").unwrap();
+    let maps = secalloc::__unstable::smaps_read("self").unwrap();
     let m = maps
         .iter()
         .find(|m| m.start <= info.addr && info.addr < m.end)

@@ -2,7 +2,7 @@
 //! and carry the `dd` (do-not-dump) VmFlag; the system allocator's do not.
 
 use allocator_api2::vec::Vec as AVec;
-use secalloc::smaps::{self, Mapping};
+use secalloc::__unstable::{smaps_read, Mapping};
 use secalloc::SecureAlloc;
 
 fn mapping_of(maps: &[Mapping], addr: usize) -> &Mapping {
@@ -24,7 +24,7 @@ fn arena_mappings_are_locked_and_dump_excluded_and_a_control_is_not() {
     large.resize(3 << 20, 0x5A);
     let control = vec![0x11u8; 4 << 20]; // system allocator: its own mmap
 
-    let maps = smaps::read("self").unwrap();
+    let maps = smaps_read("self").unwrap();
     for v in small.iter().chain(std::iter::once(&large)) {
         let m = mapping_of(&maps, v.as_ptr() as usize);
         assert!(m.has_flag("dd"), "arena mapping {m:?} lacks dd");
@@ -43,7 +43,7 @@ fn arena_mappings_are_locked_and_dump_excluded_and_a_control_is_not() {
     assert!(!c.has_flag("lo"), "control mapping {c:?} is locked");
     assert_eq!(c.locked_bytes, 0);
 
-    let report = smaps::arena_report().unwrap();
+    let report = secalloc::diagnostics::arena_report().unwrap();
     assert!(report.mappings > 0);
     assert_eq!(report.dd_flag_bytes, report.mapped_bytes);
     assert_eq!(report.lo_flag_bytes, report.mapped_bytes);
@@ -58,7 +58,7 @@ fn guard_pages_surround_large_blocks() {
     let mut big: AVec<u8, SecureAlloc> = AVec::with_capacity_in(100_000, alloc);
     big.push(1);
     let addr = big.as_ptr() as usize;
-    let maps = smaps::read("self").unwrap();
+    let maps = smaps_read("self").unwrap();
     let m = mapping_of(&maps, addr);
     let before = mapping_of(&maps, m.start - 1);
     let after = mapping_of(&maps, m.end);

@@ -1,5 +1,5 @@
 //! Zero-on-free, observed through the arena's inspection hooks (feature
-//! `test-hooks`): freed slots and blocks hold only zeros, shrinking wipes the
+//! `--cfg secalloc_test_hooks`): freed slots and blocks hold only zeros, shrinking wipes the
 //! tail, and a moving realloc wipes the old block.
 
 use secalloc::arena::inspect;

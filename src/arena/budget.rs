@@ -141,10 +141,13 @@ pub(crate) fn shards_allowed() -> bool {
 }
 
 /// Below this lock limit the fail-closed heap commits its slabs page by
-/// page (see `heap`'s module docs): 1 MiB, sixteen 64 KiB slabs. Under the
-/// 64 KiB still common in containers, a whole slab would not fit beside
-/// the key page.
-const SMALL_SLABS_LIMIT: usize = 1 << 20;
+/// page (see `heap`'s module docs): 4 MiB. Under the 64 KiB still common
+/// in containers a whole slab would not fit beside the key page; and a
+/// program touching many size classes needs one 64 KiB slab for each (36
+/// classes: 2.3 MiB) — with a 1 MiB cut-off, the issue-12 attack review
+/// found an ordinary program that ran under 1020 KiB abort under 1 MiB
+/// and 1.25 MiB.
+const SMALL_SLABS_LIMIT: usize = 4 << 20;
 
 /// Whether the fail-closed heap should commit slabs page by page, decided
 /// once at its start-up from the lock limit then in force.

@@ -112,8 +112,7 @@ impl SecureAlloc {
 
     /// C `malloc`-style allocation of `size` bytes aligned to `align` (a
     /// power of two); null on failure. For the `LD_PRELOAD` library.
-    #[doc(hidden)]
-    pub fn c_alloc(&self, size: usize, align: usize) -> *mut u8 {
+    pub(crate) fn c_alloc(&self, size: usize, align: usize) -> *mut u8 {
         match Layout::from_size_align(size, align) {
             Ok(layout) => self.allocate_raw(layout),
             Err(_) => ptr::null_mut(),
@@ -123,9 +122,8 @@ impl SecureAlloc {
     /// C `malloc`: `size` bytes at malloc alignment (16); null on failure.
     /// [`Self::c_alloc`] without the alignment check (the constant 16 needs
     /// none) on the hottest path of the `LD_PRELOAD` library.
-    #[doc(hidden)]
     #[inline]
-    pub fn c_malloc(&self, size: usize) -> *mut u8 {
+    pub(crate) fn c_malloc(&self, size: usize) -> *mut u8 {
         const MALLOC_ALIGN: usize = 16;
         if size > isize::MAX as usize - (MALLOC_ALIGN - 1) {
             return ptr::null_mut();
@@ -142,8 +140,7 @@ impl SecureAlloc {
     ///
     /// # Safety
     /// No live reference into the block may remain.
-    #[doc(hidden)]
-    pub unsafe fn c_free(&self, ptr: *mut u8) {
+    pub(crate) unsafe fn c_free(&self, ptr: *mut u8) {
         self.free_raw(ptr as usize, None)
     }
 
@@ -152,8 +149,7 @@ impl SecureAlloc {
     ///
     /// # Safety
     /// `ptr` is a live allocation of this crate.
-    #[doc(hidden)]
-    pub unsafe fn c_realloc(&self, ptr: *mut u8, new_size: usize) -> *mut u8 {
+    pub(crate) unsafe fn c_realloc(&self, ptr: *mut u8, new_size: usize) -> *mut u8 {
         let Some(old_size) = Self::usable_size(ptr) else {
             fatal(FatalKind::InvalidRealloc);
         };

@@ -479,18 +479,77 @@ impl Heap {
                 // SAFETY: as above; the slab was full, hence not in the list.
                 unsafe { self.push_partial(list, slab) };
             }
-            if count == self.backed_slots(slab, class) {
-                // An empty slab goes back to the pool at once, so any class
-                // can reuse its (already locked) memory: under a tight
-                // RLIMIT_MEMLOCK, a slab parked with one class would make
-                // another class's allocation fail.
-                // SAFETY: as above; the slab is in the list.
-                unsafe { self.unlink_partial(list, slab) };
-                if list.growing == slab as u32 + 1 {
-                    list.growing = NO_SLAB;
+            if count != self.backed_slots(slab, class) {
+                if self.small_slabs() {
+                    // SAFETY: as above.
+                    unsafe { self.trim_tail(list, slab, class, slot) };
                 }
-                self.release_slab(slab);
+                continue;
             }
+            // An empty slab goes back to the pool at once, so any class
+            // can reuse its (already locked) memory: under a tight
+            // RLIMIT_MEMLOCK, a slab parked with one class would make
+            // another class's allocation fail.
+            // SAFETY: as above; the slab is in the list.
+            unsafe { self.unlink_partial(list, slab) };
+            if list.growing == slab as u32 + 1 {
+                list.growing = NO_SLAB;
+            }
+            self.release_slab(slab);
+        }
+    }
+
+    /// Small slabs: gives back the committed pages at the end of `slab`
+    /// that hold only available slots, after `freed` (a slot of `class`)
+    /// became available. Only when `freed` lies in the last committed page,
+    /// so most frees cost nothing more. A slab gives back only its tail:
+    /// live slots low in the slab keep the pages below them (allocation
+    /// takes the lowest slots first, so live slots gather there).
+    ///
+    /// # Safety
+    /// The caller holds the class lock that `list` came from; `slab` is
+    /// assigned to `class` and has at least one unavailable slot.
+    unsafe fn trim_tail(&self, list: &mut ClassList, slab: usize, class: usize, freed: usize) {
+        let page = sys::page_size();
+        let size = SIZE_CLASSES[class];
+        let meta = self.meta(slab);
+        let old_bytes = meta.committed_pages() * page;
+        if (freed + 1) * size + page <= old_bytes {
+            return;
+        }
+        let backed = old_bytes / size;
+        // SAFETY: forwarded from the caller.
+        let Some(last) = (unsafe { meta.lists(|l| l.last_unavailable(backed)) }) else {
+            return;
+        };
+        let keep_bytes = round_up((last + 1) * size, page);
+        if keep_bytes >= old_bytes {
+            return;
+        }
+        let start = self.slab_addr(slab) + keep_bytes;
+        let len = old_bytes - keep_bytes;
+        // SAFETY: every slot reaching into `[start, start + len)` is
+        // available (none is live or held by an allocating thread: `last`
+        // is the highest that is not), and wiped; the range is committed.
+        if unsafe { sys::mprotect(start, len, sys::Protection::None) }.is_err() {
+            return;
+        }
+        let kept_slots = keep_bytes / size;
+        // SAFETY: forwarded from the caller.
+        let now_none = unsafe {
+            meta.lists(|l| {
+                l.retract(kept_slots, backed);
+                l.avail_count() == 0
+            })
+        };
+        budget::release(self, start, len, true, true);
+        // SAFETY: unlocked just now; the pages hold only zero bytes.
+        let _ = unsafe { sys::madvise_dontneed(start, len) };
+        meta.set_committed_pages(keep_bytes / page);
+        if now_none {
+            // SAFETY: forwarded from the caller; it had an available slot
+            // (the one just freed), so it was in the list.
+            unsafe { self.unlink_partial(list, slab) };
         }
     }
 

@@ -1,4 +1,4 @@
-//! Inspection hooks for tests (feature `test-hooks`): read the arena the way
+//! Inspection hooks for tests (`--cfg secalloc_test_hooks`, set by this repository's `.cargo/config.toml`): read the arena the way
 //! an attacker with a memory snapshot would, to prove what it holds.
 //!
 //! Reads are volatile byte reads of memory the arena owns. Call these only

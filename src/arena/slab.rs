@@ -266,6 +266,35 @@ impl SlabLists {
         taken
     }
 
+    /// The highest slot below `slots` that is not available (live, or
+    /// handed to an allocating thread), if any.
+    pub(crate) fn last_unavailable(&self, slots: usize) -> Option<usize> {
+        let mut word = slots.div_ceil(64);
+        while word > 0 {
+            word -= 1;
+            let valid = if (word + 1) * 64 <= slots {
+                u64::MAX
+            } else {
+                (1u64 << (slots - word * 64)) - 1
+            };
+            let taken = !self.avail[word] & valid;
+            if taken != 0 {
+                return Some(word * 64 + 63 - taken.leading_zeros() as usize);
+            }
+        }
+        None
+    }
+
+    /// Makes the available slots `from..to` unavailable (their pages are
+    /// being given back). Every one of them must be available.
+    pub(crate) fn retract(&mut self, from: usize, to: usize) {
+        for slot in from..to {
+            debug_assert!(self.avail[slot / 64] & (1u64 << (slot % 64)) != 0);
+            self.avail[slot / 64] &= !(1u64 << (slot % 64));
+        }
+        self.avail_count -= (to - from) as u32;
+    }
+
     /// Makes the never-used slots `from..to` available (a slab's committed
     /// part grew, or it was just assigned).
     pub(crate) fn extend(&mut self, from: usize, to: usize) {

@@ -140,7 +140,9 @@ fn page_at(slot: usize) -> Option<&'static KeyMaterial> {
     (addr != 0).then(|| unsafe { &*(addr as *const KeyMaterial) })
 }
 
-fn unusable() -> bool {
+/// Whether no key can be used in this process any more: it forked (the
+/// pages are gone or zero in the child) or `purge` ran.
+pub(crate) fn unusable() -> bool {
     FORKED.load(Ordering::Acquire) || PURGE_REQUESTED.load(Ordering::Acquire)
 }
 
@@ -593,7 +595,7 @@ pub fn ensure_key() -> Result<KeyPageInfo, Error> {
     key_page_info().ok_or(Error::KeyUnavailable)
 }
 
-#[cfg(feature = "test-hooks")]
+#[cfg(secalloc_test_hooks)]
 /// Test hook: passes the current key page's secret part (everything after
 /// the reader gate: nonce counter, epoch, key schedule) to `f`, for tests
 /// that check it was wiped or search a core dump for it.
@@ -601,7 +603,7 @@ pub fn key_page_bytes(f: impl FnOnce(&[u8])) {
     key_page_bytes_of(CURRENT.load(Ordering::Acquire), f);
 }
 
-#[cfg(feature = "test-hooks")]
+#[cfg(secalloc_test_hooks)]
 /// Test hook: as [`key_page_bytes`], for the page of generation `epoch`
 /// (whatever that page holds now: zero bytes once it is retired).
 pub fn key_page_bytes_of(epoch: u64, f: impl FnOnce(&[u8])) {

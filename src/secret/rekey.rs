@@ -65,9 +65,19 @@ const REKEY_ATTEMPTS: usize = 4;
 /// new key page cannot be locked (or, during a pending sweep, a plaintext
 /// buffer); `RekeyIncomplete` if other threads kept re-keying meanwhile.
 pub fn rekey() -> Result<u64, Error> {
+    if key_page::unusable() {
+        return Err(Error::KeyUnavailable);
+    }
+    let started = key_page::current_epoch();
     let mut remaining = 0;
     for _ in 0..REKEY_ATTEMPTS {
         remaining = rekey_step(usize::MAX)?;
+        let now = key_page::current_epoch();
+        if now > started {
+            // Another thread's re-key put a key in service after this call
+            // began: the secrets move to it just the same.
+            return Ok(now);
+        }
         if remaining != 0 {
             continue;
         }
@@ -92,6 +102,11 @@ pub fn rekey() -> Result<u64, Error> {
 /// `KeyUnavailable` after `purge` or in a forked child; `LockRefused` if no
 /// locked memory is left for a secret's plaintext while it is moved.
 pub fn rekey_step(budget: usize) -> Result<usize, Error> {
+    // In a fork child the key pages are gone (or zero): touching them
+    // would fault. After a purge there is nothing to move to.
+    if key_page::unusable() {
+        return Err(Error::KeyUnavailable);
+    }
     let current = key_page::current_epoch();
     if current == 0 {
         return Ok(0);

@@ -105,7 +105,7 @@ pub fn fork_storm(forks: usize, region_walker: bool) -> Vec<String> {
         std::hint::black_box((&v, &b));
     });
     spawn(&mut workers, |_| {
-        let _ = secalloc::smaps::arena_report();
+        let _ = secalloc::diagnostics::arena_report();
     });
     if region_walker {
         spawn(&mut workers, |i| {

@@ -1,0 +1,461 @@
+//! The C allocation surface over the arena — `malloc`, `free`, `calloc`,
+//! `realloc`, `reallocarray`, `posix_memalign`, `aligned_alloc`,
+//! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size` with glibc's
+//! semantics — written once and used twice: by the `LD_PRELOAD` library
+//! (`preload/`) and by the `override` feature, which exports these symbols
+//! from a Rust binary so that the C libraries linked into it allocate from
+//! the same locked arena.
+//!
+//! - The lock policy comes from `SECALLOC_LOCK` (`require`, the default, or
+//!   `best-effort`; see [`LockPolicy::from_env`]).
+//! - Start-up: the first call reserves the arena; calls that arrive while
+//!   that is in progress on the same thread (the C library may allocate
+//!   while the arena registers its fork handlers) are served from a small
+//!   static bump buffer, whose blocks are never reused. Its used prefix is
+//!   locked and dump-excluded once start-up is done.
+//!
+//! No function here unwinds and none allocates through anything but the
+//! arena.
+
+#![allow(unsafe_code)]
+
+use crate::sys;
+use crate::{LockPolicy, SecureAlloc};
+use core::cell::Cell;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// `max_align_t` on x86_64 and aarch64 Linux.
+const MALLOC_ALIGN: usize = 16;
+const ENOMEM: c_int = 12;
+const EINVAL: c_int = 22;
+
+// ---------------------------------------------------------------------------
+// Policy
+// ---------------------------------------------------------------------------
+
+const POLICY_UNSET: u8 = 0;
+const POLICY_REQUIRE: u8 = 1;
+const POLICY_BEST_EFFORT: u8 = 2;
+static POLICY: AtomicU8 = AtomicU8::new(POLICY_UNSET);
+
+/// The allocator for the policy in `SECALLOC_LOCK`.
+#[inline(always)]
+pub fn allocator() -> SecureAlloc {
+    let policy = match POLICY.load(Ordering::Relaxed) {
+        POLICY_UNSET => choose_policy(),
+        p => p,
+    };
+    SecureAlloc::with_policy(if policy == POLICY_BEST_EFFORT {
+        LockPolicy::BestEffort
+    } else {
+        LockPolicy::FailClosed
+    })
+}
+
+/// Reads `SECALLOC_LOCK` once (kept out of line: `malloc` and `free` run
+/// `allocator()` on every call). An invalid value fails closed.
+#[cold]
+#[inline(never)]
+fn choose_policy() -> u8 {
+    let chosen = match LockPolicy::from_env_or_default() {
+        LockPolicy::BestEffort => POLICY_BEST_EFFORT,
+        LockPolicy::FailClosed => POLICY_REQUIRE,
+    };
+    POLICY.store(chosen, Ordering::Relaxed);
+    chosen
+}
+
+// ---------------------------------------------------------------------------
+// Start-up and the boot buffer
+// ---------------------------------------------------------------------------
+
+/// Bytes served before the arena is up (on the starting thread only).
+const BOOT_LEN: usize = 256 * 1024;
+#[repr(C, align(4096))]
+struct BootBuffer([u8; BOOT_LEN]);
+static mut BOOT: BootBuffer = BootBuffer([0; BOOT_LEN]);
+static BOOT_USED: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of the boot buffer's used prefix the kernel refused to lock.
+static BOOT_UNLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+const NOT_STARTED: u8 = 0;
+const STARTING: u8 = 1;
+const STARTED: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(NOT_STARTED);
+
+std::thread_local! {
+    /// This thread is starting the arena: nested calls use the boot buffer.
+    static IN_START: Cell<bool> = const { Cell::new(false) };
+}
+
+fn boot_range() -> (usize, usize) {
+    let start = core::ptr::addr_of!(BOOT) as usize;
+    (start, start + BOOT_LEN)
+}
+
+fn is_boot(ptr: *mut c_void) -> bool {
+    let (start, end) = boot_range();
+    (start..end).contains(&(ptr as usize))
+}
+
+/// Bump-allocates from the boot buffer; each block carries its size in the
+/// 16 bytes before it (for `realloc` and `malloc_usable_size`).
+fn boot_alloc(size: usize, align: usize) -> *mut c_void {
+    let align = align.max(MALLOC_ALIGN);
+    let (start, _) = boot_range();
+    let mut used = BOOT_USED.load(Ordering::Relaxed);
+    loop {
+        let data = (start + used + MALLOC_ALIGN).next_multiple_of(align);
+        let end = match data.checked_add(size.max(1)) {
+            Some(end) if end <= start + BOOT_LEN => end,
+            _ => return core::ptr::null_mut(),
+        };
+        match BOOT_USED.compare_exchange(used, end - start, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => {
+                // SAFETY: `[data - 16, end)` is inside the boot buffer and was
+                // just claimed by this call alone.
+                unsafe { ((data - MALLOC_ALIGN) as *mut usize).write(size) };
+                return data as *mut c_void;
+            }
+            Err(seen) => used = seen,
+        }
+    }
+}
+
+fn boot_size(ptr: *mut c_void) -> usize {
+    // SAFETY: boot blocks carry their size in the 16 bytes before them.
+    unsafe { ((ptr as usize - MALLOC_ALIGN) as *const usize).read() }
+}
+
+/// Keeps the part of the boot buffer the C library used out of swap and
+/// core dumps, like the arena. Only the pages actually used are locked (a
+/// few KiB at most): locking the whole static buffer would spend the lock
+/// budget of a small container before the first real `malloc`. Boot blocks
+/// are never handed out again after start-up, so the used prefix is final.
+fn protect_boot_buffer() {
+    let (boot_start, boot_end) = boot_range();
+    let _ = sys::madvise_dontdump(boot_start, boot_end - boot_start);
+    let used = BOOT_USED.load(Ordering::Acquire);
+    if used != 0 {
+        let len = used.next_multiple_of(sys::page_size());
+        if sys::mlock_on_fault(boot_start, len).is_err() {
+            BOOT_UNLOCKED.store(len, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The C surface, with what the embedding needs done before the arena's
+/// first use (the preload moves the per-thread caches into initial-exec
+/// TLS there).
+pub struct CSurface {
+    /// Runs once, on the thread that starts the arena, before anything
+    /// else touches it.
+    pub before_start: fn(),
+}
+
+impl CSurface {
+    /// Makes sure the arena is up. Returns `false` if this call is nested
+    /// inside start-up on this thread (the caller then uses the boot buffer).
+    #[inline]
+    fn ready(&self) -> bool {
+        if STATE.load(Ordering::Acquire) == STARTED {
+            return true;
+        }
+        self.start_slow()
+    }
+
+    #[cold]
+    fn start_slow(&self) -> bool {
+        if IN_START.try_with(|f| f.get()).unwrap_or(true) {
+            return false;
+        }
+        let _ = STATE.compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Acquire);
+        let _ = IN_START.try_with(|f| f.set(true));
+        (self.before_start)();
+        allocator().warm_up();
+        protect_boot_buffer();
+        let _ = IN_START.try_with(|f| f.set(false));
+        STATE.store(STARTED, Ordering::Release);
+        true
+    }
+
+    /// Whether the arena has started (for an exit report).
+    pub fn started(&self) -> bool {
+        STATE.load(Ordering::Acquire) == STARTED
+    }
+
+    /// `(bytes of the boot buffer used, bytes of them left unlocked)`.
+    pub fn boot_usage(&self) -> (usize, usize) {
+        (
+            BOOT_USED.load(Ordering::Relaxed),
+            BOOT_UNLOCKED.load(Ordering::Relaxed),
+        )
+    }
+
+    #[inline(always)]
+    fn alloc(&self, size: usize, align: usize) -> *mut c_void {
+        let p = if self.ready() {
+            if align == MALLOC_ALIGN {
+                allocator().c_malloc(size) as *mut c_void
+            } else {
+                allocator().c_alloc(size, align) as *mut c_void
+            }
+        } else {
+            boot_alloc(size, align)
+        };
+        if p.is_null() {
+            sys::set_errno(ENOMEM);
+        }
+        p
+    }
+
+    /// C `malloc`.
+    #[inline(always)]
+    pub fn malloc(&self, size: usize) -> *mut c_void {
+        self.alloc(size, MALLOC_ALIGN)
+    }
+
+    /// C `calloc`: arena memory is always zero, so no clearing pass.
+    #[inline]
+    pub fn calloc(&self, count: usize, size: usize) -> *mut c_void {
+        match count.checked_mul(size) {
+            Some(total) => self.alloc(total, MALLOC_ALIGN),
+            None => {
+                sys::set_errno(ENOMEM);
+                core::ptr::null_mut()
+            }
+        }
+    }
+
+    /// C `free`.
+    ///
+    /// # Safety
+    /// `ptr` is null or a live block from these functions (the arena aborts
+    /// with a message on any other pointer).
+    #[inline(always)]
+    pub unsafe fn free(&self, ptr: *mut c_void) {
+        if ptr.is_null() || is_boot(ptr) {
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { allocator().c_free(ptr as *mut u8) }
+    }
+
+    /// C `realloc` (glibc semantics: `realloc(p, 0)` frees `p` and returns
+    /// null).
+    ///
+    /// # Safety
+    /// As [`Self::free`].
+    pub unsafe fn realloc(&self, ptr: *mut c_void, size: usize) -> *mut c_void {
+        if ptr.is_null() {
+            return self.alloc(size, MALLOC_ALIGN);
+        }
+        if size == 0 {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.free(ptr) };
+            return core::ptr::null_mut();
+        }
+        if is_boot(ptr) {
+            let new = self.alloc(size, MALLOC_ALIGN);
+            if !new.is_null() {
+                // SAFETY: both blocks are live; the copy stays inside both.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        ptr as *const u8,
+                        new as *mut u8,
+                        boot_size(ptr).min(size),
+                    )
+                };
+            }
+            return new;
+        }
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { allocator().c_realloc(ptr as *mut u8, size) } as *mut c_void;
+        if p.is_null() {
+            sys::set_errno(ENOMEM);
+        }
+        p
+    }
+
+    /// C `reallocarray`.
+    ///
+    /// # Safety
+    /// As [`Self::free`].
+    pub unsafe fn reallocarray(&self, ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
+        match count.checked_mul(size) {
+            // SAFETY: forwarded from the caller.
+            Some(total) => unsafe { self.realloc(ptr, total) },
+            None => {
+                sys::set_errno(ENOMEM);
+                core::ptr::null_mut()
+            }
+        }
+    }
+
+    /// C `posix_memalign`: `align` must be a power of two multiple of
+    /// `sizeof(void *)`, else `EINVAL`; `*out` is untouched on failure.
+    ///
+    /// # Safety
+    /// `out` is valid for a pointer write.
+    pub unsafe fn posix_memalign(&self, out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+        if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+            return EINVAL;
+        }
+        let p = self.alloc(size, align.max(MALLOC_ALIGN));
+        if p.is_null() {
+            return ENOMEM;
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { out.write(p) };
+        0
+    }
+
+    /// C11 `aligned_alloc` (glibc accepts any power-of-two alignment).
+    pub fn aligned_alloc(&self, align: usize, size: usize) -> *mut c_void {
+        if !align.is_power_of_two() {
+            sys::set_errno(EINVAL);
+            return core::ptr::null_mut();
+        }
+        self.alloc(size, align.max(MALLOC_ALIGN))
+    }
+
+    /// Obsolete `memalign` (glibc rounds a non-power-of-two alignment up).
+    pub fn memalign(&self, align: usize, size: usize) -> *mut c_void {
+        let Some(align) = align.max(MALLOC_ALIGN).checked_next_power_of_two() else {
+            sys::set_errno(EINVAL);
+            return core::ptr::null_mut();
+        };
+        self.alloc(size, align)
+    }
+
+    /// Obsolete `valloc`: page-aligned.
+    pub fn valloc(&self, size: usize) -> *mut c_void {
+        self.alloc(size, sys::page_size())
+    }
+
+    /// Obsolete `pvalloc`: page-aligned, size rounded up to whole pages.
+    pub fn pvalloc(&self, size: usize) -> *mut c_void {
+        let page = sys::page_size();
+        match size.max(1).checked_next_multiple_of(page) {
+            Some(rounded) => self.alloc(rounded, page),
+            None => {
+                sys::set_errno(ENOMEM);
+                core::ptr::null_mut()
+            }
+        }
+    }
+
+    /// `malloc_usable_size`: 0 for null; aborts with a message on a pointer
+    /// the arena never issued.
+    pub fn malloc_usable_size(&self, ptr: *mut c_void) -> usize {
+        if ptr.is_null() {
+            return 0;
+        }
+        if is_boot(ptr) {
+            return boot_size(ptr);
+        }
+        match SecureAlloc::usable_size(ptr as *const u8) {
+            Some(size) => size,
+            None => crate::fatal::fatal(crate::fatal::FatalKind::InvalidUsableSize),
+        }
+    }
+}
+
+/// The `override` feature: this crate exports the C allocation symbols
+/// itself, so the C code linked into a Rust binary (OpenSSL, SQLite, libpq,
+/// glibc's own `strdup`) allocates from the locked arena.
+#[cfg(feature = "override")]
+mod exports {
+    use super::CSurface;
+    use core::ffi::{c_int, c_void};
+
+    static SURFACE: CSurface = CSurface {
+        before_start: || {},
+    };
+
+    /// # Safety
+    /// C `malloc`.
+    #[no_mangle]
+    pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+        SURFACE.malloc(size)
+    }
+
+    /// # Safety
+    /// C `calloc`.
+    #[no_mangle]
+    pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+        SURFACE.calloc(count, size)
+    }
+
+    /// # Safety
+    /// C `free`.
+    #[no_mangle]
+    pub unsafe extern "C" fn free(ptr: *mut c_void) {
+        // SAFETY: the C contract of `free`.
+        unsafe { SURFACE.free(ptr) }
+    }
+
+    /// # Safety
+    /// C `realloc`.
+    #[no_mangle]
+    pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+        // SAFETY: the C contract of `realloc`.
+        unsafe { SURFACE.realloc(ptr, size) }
+    }
+
+    /// # Safety
+    /// C `reallocarray`.
+    #[no_mangle]
+    pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
+        // SAFETY: the C contract of `reallocarray`.
+        unsafe { SURFACE.reallocarray(ptr, n, size) }
+    }
+
+    /// # Safety
+    /// C `posix_memalign`.
+    #[no_mangle]
+    pub unsafe extern "C" fn posix_memalign(
+        out: *mut *mut c_void,
+        align: usize,
+        size: usize,
+    ) -> c_int {
+        // SAFETY: the C contract of `posix_memalign`.
+        unsafe { SURFACE.posix_memalign(out, align, size) }
+    }
+
+    /// # Safety
+    /// C `aligned_alloc`.
+    #[no_mangle]
+    pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+        SURFACE.aligned_alloc(align, size)
+    }
+
+    /// # Safety
+    /// C `memalign`.
+    #[no_mangle]
+    pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+        SURFACE.memalign(align, size)
+    }
+
+    /// # Safety
+    /// C `valloc`.
+    #[no_mangle]
+    pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+        SURFACE.valloc(size)
+    }
+
+    /// # Safety
+    /// C `pvalloc`.
+    #[no_mangle]
+    pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+        SURFACE.pvalloc(size)
+    }
+
+    /// # Safety
+    /// C `malloc_usable_size`.
+    #[no_mangle]
+    pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+        SURFACE.malloc_usable_size(ptr)
+    }
+}
