@@ -1,20 +1,6 @@
-//! # secalloc
-//!
-//! Keeps secrets where swap, core dumps and careless code cannot reach them.
-//!
-//! - [`SecureAlloc`] is an allocator over a process-wide slab arena whose
-//!   memory is `mlock`ed, excluded from core dumps (`MADV_DONTDUMP`) and
-//!   wiped on free. Install it as the `#[global_allocator]`, or hand it to
-//!   `allocator_api2` / `hashbrown` collections that should hold secrets only.
-//!
-//! - [`Secret`] keeps a value encrypted at rest (AES-256-GCM from `ring`) in
-//!   that arena, under a key that lives in a dedicated locked page
-//!   (`memfd_secret` where available). Plaintext exists only inside
-//!   `expose`/`expose_mut`, in locked memory, and is wiped afterwards.
-//!
-//! Linux only: on other systems every allocation fails with a clear error
-//! rather than running silently without protection.
-
+// The README is the crate documentation, so every Rust snippet in it is a
+// doc test (`cargo test --doc`).
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Everything a read or a wipe trusts — the length, the identity, the
-//! expiry, the pin state — lives in the secret's [`registry`] entry, in
+//! expiry, the pin state — lives in the secret's registry entry, in
 //! memory the registry owns, out of reach of an overflow from a neighbouring
 //! allocation. The associated data is the secret's `id` (unique in the
 //! process) and its length, so a ciphertext moved into another secret fails

@@ -83,6 +83,7 @@ pub fn parse(text: &str) -> io::Result<Vec<Mapping>> {
 
 /// What the kernel reports for the arena's memory in this process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArenaReport {
     /// Mappings overlapping the arena's committed memory.
     pub mappings: usize,

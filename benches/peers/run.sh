@@ -32,4 +32,4 @@ if ((${#need[@]})); then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/peers}"
-exec cargo run --release -p secalloc-peers -- "$@"
+exec cargo run --release --manifest-path benches/peers/Cargo.toml -p secalloc-peers -- "$@"

@@ -98,6 +98,7 @@ const_assert!(
 
 /// Facts about the key page, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyPageInfo {
     /// Address of the page.
     pub addr: usize,

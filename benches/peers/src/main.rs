@@ -3,8 +3,8 @@
 //! Markdown report of medians, spreads and ratios.
 //!
 //! ```text
-//! cargo run --release -p secalloc-peers -- --quick | --full
-//!     [--rounds N] [--skip-build] [--out FILE]
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --quick | --full
+//!     [--rounds N] [--skip-build] [--out FILE] [--svg FILE]
 //! ```
 //!
 //! Every measurement is a fresh child process: allocators because a binary
@@ -13,6 +13,7 @@
 //! pages or crash cannot touch another's numbers.
 
 mod builder;
+mod chart;
 mod child;
 mod contenders;
 mod report;
@@ -46,13 +47,12 @@ struct Paths {
 }
 
 impl Paths {
-    /// The workspace is two levels above this crate; the target directory
+    /// The workspace is this crate's own (`benches/peers`); the target directory
     /// is wherever this binary was built (`<target>/release/peers`), so
     /// `--target-dir` and `CARGO_TARGET_DIR` both carry over to the
     /// contender builds.
     fn find() -> Paths {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
             .canonicalize()
             .expect("workspace root");
         let exe = std::env::current_exe().expect("current exe");
@@ -117,7 +117,9 @@ fn main() {
             .cloned()
     };
     if flag("--help") || flag("-h") {
-        println!("usage: peers [--quick|--full] [--rounds N] [--skip-build] [--out FILE]");
+        println!(
+            "usage: peers [--quick|--full] [--rounds N] [--skip-build] [--out FILE] [--svg FILE]"
+        );
         return;
     }
     let mut mode = if flag("--full") {
@@ -268,6 +270,47 @@ fn main() {
         std::fs::write(&out, &md).expect("write --out file");
         eprintln!("peers: report written to {out}");
     }
+    if let Some(out) = value("--svg") {
+        let svg = alloc_chart(&mode, &alloc_built, &alloc_cells);
+        std::fs::write(&out, svg).expect("write --svg file");
+        eprintln!("peers: chart written to {out}");
+    }
+}
+
+/// The allocator table's ratios as an SVG chart (see `chart.rs`).
+fn alloc_chart(
+    mode: &Mode,
+    built: &[Result<(), String>],
+    cells: &BTreeMap<(usize, usize), Cell<AllocSample>>,
+) -> String {
+    let median_of = |w: usize, c: usize| {
+        cells
+            .get(&(w, c))
+            .filter(|cell| !cell.samples.is_empty() && built[c].is_ok())
+            .map(|cell| median(&cell.samples.iter().map(|s| s.ns).collect::<Vec<_>>()))
+    };
+    let groups: Vec<(String, Vec<chart::Bar>)> = ALLOC_WORKLOADS
+        .iter()
+        .enumerate()
+        .map(|(w, &(_, label, _, _))| {
+            let base = median_of(w, 0);
+            let bars = ALLOCS
+                .iter()
+                .enumerate()
+                .map(|(c, peer)| chart::Bar {
+                    name: peer.name,
+                    ratio: median_of(w, c).zip(base).map(|(m, b)| m / b),
+                })
+                .collect();
+            (label.to_string(), bars)
+        })
+        .collect();
+    let title = format!(
+        "Allocators: median time / system allocator ({}, {} runs; lower is better)",
+        if mode.full { "--full" } else { "--quick" },
+        mode.rounds
+    );
+    chart::svg(&title, &groups)
 }
 
 fn num(f: &HashMap<String, String>, k: &str) -> f64 {
@@ -507,7 +550,7 @@ fn header(md: &mut String, mode: &Mode, paths: &Paths) {
     let _ = writeln!(md, "# secalloc peer benchmark ({})\n", mode.name);
     let _ = writeln!(
         md,
-        "Produced by `bash benches/peers/run.sh {}` (the driver: `cargo run --release -p secalloc-peers -- {}`).\n",
+        "Produced by `bash benches/peers/run.sh {}` (the driver: `cargo run --release --manifest-path benches/peers/Cargo.toml -p secalloc-peers -- {}`).\n",
         args.join(" "),
         args.join(" ")
     );
