@@ -14,13 +14,9 @@ use std::process::Command;
 fn c_allocations_of_an_override_binary_land_in_locked_dump_excluded_memory() {
     let target = preload_lib::root().join("target/override-check");
     let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "secalloc-override-check",
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--manifest-path"])
+        .arg(preload_lib::root().join("tests/crates/override_check/Cargo.toml"))
+        .arg("--target-dir")
         .arg(&target)
         .current_dir(preload_lib::root())
         .status()
