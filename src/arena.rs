@@ -33,6 +33,8 @@ pub mod inspect;
 #[cfg(loom)]
 pub mod model;
 
+#[cfg(not(loom))]
+pub(crate) use global::requested_size;
 pub use size_class::{CLASS_COUNT, SIZE_CLASSES, SMALL_SIZE_MAX};
 
 #[cfg(not(loom))]
@@ -51,6 +53,32 @@ pub enum LockPolicy {
     /// memory, and counts it in [`Stats::unlocked_bytes`] and
     /// [`Stats::lock_refusals`].
     BestEffort,
+}
+
+/// How much heap-misuse checking an allocator does (see SECURITY.md for
+/// what each level catches). Both rely on the arena's zero invariant —
+/// every freed byte is wiped, so free memory is always zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum CheckLevel {
+    /// At allocation, the slot's first 16 bytes must still be zero (else a
+    /// write after free is reported); at free, up to 16 bytes of slack past
+    /// the block's end must be zero (else a heap overflow). A few loads on
+    /// lines the caller touches anyway.
+    #[default]
+    Default,
+    /// As `Default`, over the whole slot and all of the slack.
+    Full,
+}
+
+impl CheckLevel {
+    /// The level an operator chose in `SECALLOC_CHECKS` (`default` or
+    /// `full`), for the `LD_PRELOAD` library; anything else is `Default`.
+    pub fn from_env_or_default() -> CheckLevel {
+        crate::sys::with_env(c"SECALLOC_CHECKS", |v| match v {
+            Some(b"full") => CheckLevel::Full,
+            _ => CheckLevel::Default,
+        })
+    }
 }
 
 /// Number of heaps: one per [`LockPolicy`].

@@ -20,7 +20,7 @@
 #![allow(unsafe_code)]
 
 use crate::sys;
-use crate::{LockPolicy, SecureAlloc};
+use crate::{CheckLevel, LockPolicy, SecureAlloc};
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -37,33 +37,82 @@ const EINVAL: c_int = 22;
 const POLICY_UNSET: u8 = 0;
 const POLICY_REQUIRE: u8 = 1;
 const POLICY_BEST_EFFORT: u8 = 2;
+/// Bit in [`POLICY`]: `SECALLOC_CHECKS=full`.
+const CHECKS_FULL: u8 = 4;
 static POLICY: AtomicU8 = AtomicU8::new(POLICY_UNSET);
 
-/// The allocator for the policy in `SECALLOC_LOCK`.
+/// The allocator for the policy in `SECALLOC_LOCK` and the check level in
+/// `SECALLOC_CHECKS`.
 #[inline(always)]
 pub fn allocator() -> SecureAlloc {
-    let policy = match POLICY.load(Ordering::Relaxed) {
+    let chosen = match POLICY.load(Ordering::Relaxed) {
         POLICY_UNSET => choose_policy(),
         p => p,
     };
-    SecureAlloc::with_policy(if policy == POLICY_BEST_EFFORT {
+    let alloc = SecureAlloc::with_policy(if chosen & 3 == POLICY_BEST_EFFORT {
         LockPolicy::BestEffort
     } else {
         LockPolicy::FailClosed
+    });
+    alloc.with_checks(if chosen & CHECKS_FULL != 0 {
+        CheckLevel::Full
+    } else {
+        CheckLevel::Default
     })
 }
 
-/// Reads `SECALLOC_LOCK` once (kept out of line: `malloc` and `free` run
-/// `allocator()` on every call). An invalid value fails closed.
+/// Reads `SECALLOC_LOCK` and `SECALLOC_CHECKS` once (kept out of line:
+/// `malloc` and `free` run `allocator()` on every call). An invalid policy
+/// fails closed.
 #[cold]
 #[inline(never)]
 fn choose_policy() -> u8 {
-    let chosen = match LockPolicy::from_env_or_default() {
+    let mut chosen = match LockPolicy::from_env_or_default() {
         LockPolicy::BestEffort => POLICY_BEST_EFFORT,
         LockPolicy::FailClosed => POLICY_REQUIRE,
     };
+    if CheckLevel::from_env_or_default() == CheckLevel::Full {
+        chosen |= CHECKS_FULL;
+    }
     POLICY.store(chosen, Ordering::Relaxed);
     chosen
+}
+
+// ---------------------------------------------------------------------------
+// Zero-size blocks
+// ---------------------------------------------------------------------------
+
+/// Address space reserved `PROT_NONE` for `malloc(0)`: each call gets its
+/// own address there, 16 bytes apart, so any read or write through a
+/// zero-size block faults at once (glibc hands out a real 16-byte chunk).
+const ZERO_REGION: usize = 64 << 20;
+static ZERO_BASE: AtomicUsize = AtomicUsize::new(0);
+static ZERO_NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh zero-size block, or null if the region cannot be reserved.
+/// Addresses repeat only after 4 Mi zero-size blocks.
+fn zero_size_block() -> *mut c_void {
+    let mut base = ZERO_BASE.load(Ordering::Acquire);
+    if base == 0 {
+        let Ok(fresh) = sys::mmap_reserve_aligned(ZERO_REGION, sys::page_size()) else {
+            return core::ptr::null_mut();
+        };
+        base = match ZERO_BASE.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: our reservation lost the race and is unused.
+                let _ = unsafe { sys::munmap(fresh, ZERO_REGION) };
+                winner
+            }
+        };
+    }
+    let n = ZERO_NEXT.fetch_add(1, Ordering::Relaxed) % (ZERO_REGION / MALLOC_ALIGN);
+    (base + n * MALLOC_ALIGN) as *mut c_void
+}
+
+fn is_zero_block(ptr: *mut c_void) -> bool {
+    let base = ZERO_BASE.load(Ordering::Acquire);
+    base != 0 && (ptr as usize).wrapping_sub(base) < ZERO_REGION
 }
 
 // ---------------------------------------------------------------------------
@@ -195,6 +244,9 @@ impl CSurface {
 
     #[inline(always)]
     fn alloc(&self, size: usize, align: usize) -> *mut c_void {
+        if size == 0 && align <= MALLOC_ALIGN {
+            return self.alloc_zero_size();
+        }
         let p = if self.ready() {
             if align == MALLOC_ALIGN {
                 allocator().c_malloc(size) as *mut c_void
@@ -204,6 +256,15 @@ impl CSurface {
         } else {
             boot_alloc(size, align)
         };
+        if p.is_null() {
+            sys::set_errno(ENOMEM);
+        }
+        p
+    }
+
+    #[cold]
+    fn alloc_zero_size(&self) -> *mut c_void {
+        let p = zero_size_block();
         if p.is_null() {
             sys::set_errno(ENOMEM);
         }
@@ -235,7 +296,7 @@ impl CSurface {
     /// with a message on any other pointer).
     #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut c_void) {
-        if ptr.is_null() || is_boot(ptr) {
+        if ptr.is_null() || is_boot(ptr) || is_zero_block(ptr) {
             return;
         }
         // SAFETY: forwarded from the caller.
@@ -255,6 +316,9 @@ impl CSurface {
             // SAFETY: forwarded from the caller.
             unsafe { self.free(ptr) };
             return core::ptr::null_mut();
+        }
+        if is_zero_block(ptr) {
+            return self.alloc(size, MALLOC_ALIGN);
         }
         if is_boot(ptr) {
             let new = self.alloc(size, MALLOC_ALIGN);
@@ -355,7 +419,12 @@ impl CSurface {
         if is_boot(ptr) {
             return boot_size(ptr);
         }
-        match SecureAlloc::usable_size(ptr as *const u8) {
+        if is_zero_block(ptr) {
+            return 0;
+        }
+        // The requested size, not the slot's: the slack past it is checked
+        // for overflow at free, so it must not be offered for use.
+        match crate::arena::requested_size(ptr as usize) {
             Some(size) => size,
             None => crate::fatal::fatal(crate::fatal::FatalKind::InvalidUsableSize),
         }

@@ -19,6 +19,10 @@ pub(crate) enum FatalKind {
     InvalidUsableSize,
     /// The arena's own bookkeeping contradicts itself.
     Corruption,
+    /// A free slot was not zero when handed out again: written after free.
+    WriteAfterFree,
+    /// The slack past a block's end was not zero at its free: an overflow.
+    HeapOverflow,
 }
 
 impl FatalKind {
@@ -40,6 +44,8 @@ impl FatalKind {
                 "invalid pointer: malloc_usable_size of a pointer secalloc did not allocate"
             }
             FatalKind::Corruption => "heap corruption: allocator metadata is inconsistent",
+            FatalKind::WriteAfterFree => "write after free",
+            FatalKind::HeapOverflow => "heap overflow",
         }
     }
 }
@@ -48,4 +54,18 @@ impl FatalKind {
 #[cold]
 pub(crate) fn fatal(kind: FatalKind) -> ! {
     crate::sys::fatal(kind.message())
+}
+
+/// Prints `secalloc: fatal: <message>: 0x<address>` on stderr and aborts
+/// (for the detections that name the block they found).
+#[cold]
+pub(crate) fn fatal_at(kind: FatalKind, addr: usize) -> ! {
+    let mut hex = [0u8; 18];
+    hex[0] = b'0';
+    hex[1] = b'x';
+    for i in 0..16 {
+        let nibble = (addr >> ((15 - i) * 4)) & 0xF;
+        hex[2 + i] = b"0123456789abcdef"[nibble];
+    }
+    crate::sys::fatal_parts(&[kind.message().as_bytes(), b": ", &hex])
 }

@@ -98,7 +98,7 @@ pub use sys::{Errno, OsError};
 
 #[cfg(not(loom))]
 pub use arena::SecureAlloc;
-pub use arena::{LockPolicy, Stats, SIZE_CLASSES};
+pub use arena::{CheckLevel, LockPolicy, Stats, SIZE_CLASSES};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use secret::{purge, rekey, rekey_step, Secret, SecretBytes, SecretString};

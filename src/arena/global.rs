@@ -6,7 +6,7 @@ use super::heap::Heap;
 use super::size_class::{class_for, SIZE_CLASSES};
 use super::thread_cache::with_cache;
 use super::wipe::wipe;
-use super::{LockPolicy, Stats, HEAP_COUNT};
+use super::{CheckLevel, LockPolicy, Stats, HEAP_COUNT};
 use crate::fatal::{fatal, FatalKind};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::{GlobalAlloc, Layout};
@@ -44,6 +44,7 @@ pub(crate) static HEAPS: [Heap; HEAP_COUNT] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SecureAlloc {
     policy: LockPolicy,
+    checks: CheckLevel,
 }
 
 impl Default for SecureAlloc {
@@ -58,6 +59,7 @@ impl SecureAlloc {
     pub const fn new() -> SecureAlloc {
         SecureAlloc {
             policy: LockPolicy::FailClosed,
+            checks: CheckLevel::Default,
         }
     }
 
@@ -67,12 +69,38 @@ impl SecureAlloc {
     pub const fn best_effort() -> SecureAlloc {
         SecureAlloc {
             policy: LockPolicy::BestEffort,
+            checks: CheckLevel::Default,
         }
     }
 
     /// An allocator with the given policy.
     pub const fn with_policy(policy: LockPolicy) -> SecureAlloc {
-        SecureAlloc { policy }
+        SecureAlloc {
+            policy,
+            checks: CheckLevel::Default,
+        }
+    }
+
+    /// This allocator with heap-misuse checks at `level` (see
+    /// [`CheckLevel`]); the blocks it hands out are the same arena's.
+    ///
+    /// ```
+    /// use secalloc::{CheckLevel, SecureAlloc};
+    ///
+    /// #[global_allocator]
+    /// static ALLOC: SecureAlloc = SecureAlloc::new().with_checks(CheckLevel::Full);
+    /// # fn main() {}
+    /// ```
+    pub const fn with_checks(self, level: CheckLevel) -> SecureAlloc {
+        SecureAlloc {
+            policy: self.policy,
+            checks: level,
+        }
+    }
+
+    /// This allocator's check level.
+    pub const fn checks(&self) -> CheckLevel {
+        self.checks
     }
 
     /// This allocator's lock policy.
@@ -215,6 +243,7 @@ impl SecureAlloc {
         let addr = with_cache(idx, |cache, heap| cache.pop(heap, class))
             .unwrap_or_else(|| take_one_uncached(heap, class));
         if addr != 0 {
+            check_still_zero(addr, SIZE_CLASSES[class], self.checks);
             heap.mark_live(addr, class, layout.size());
         }
         addr
@@ -228,7 +257,7 @@ impl SecureAlloc {
     fn free_raw(&self, addr: usize, layout: Option<Layout>) {
         for (idx, heap) in HEAPS.iter().enumerate() {
             if heap.owns(addr) {
-                return free_small(idx, heap, addr, layout);
+                return free_small(idx, heap, addr, layout, self.checks);
             }
         }
         self.free_large(addr, layout);
@@ -337,7 +366,7 @@ impl SecureAlloc {
 
 /// Frees the slot at `addr` in `heap` (number `idx`), which owns it.
 #[inline]
-fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>) {
+fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>, checks: CheckLevel) {
     let (_, meta, class, slot) = heap.locate(addr);
     if layout.is_some_and(|l| class_for(l.size(), l.align()) != Some(class)) {
         fatal(FatalKind::LayoutMismatch);
@@ -348,6 +377,7 @@ fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>) {
     if layout.is_some_and(|l| l.size() != size) {
         fatal(FatalKind::LayoutMismatch);
     }
+    check_slack(addr, size, SIZE_CLASSES[class], checks);
     // SAFETY: the slot was live and its owner just gave it up; its live
     // mark is now clear, so no one else can reach it.
     unsafe { wipe(addr, SIZE_CLASSES[class]) };
@@ -406,6 +436,111 @@ unsafe impl GlobalAlloc for SecureAlloc {
         };
         self.reallocate_raw(ptr as usize, layout, new_layout, Caller::Rust)
     }
+}
+
+/// Bytes of a slot [`CheckLevel::Default`] checks: its first 16 (every
+/// slot has them), one load pair on a line the caller is about to write.
+const CHECKED_BYTES_DEFAULT: usize = 16;
+
+/// Whether `len` bytes at `addr` are all zero (word at a time: `addr` is
+/// 16-aligned and `len` a multiple of 8, or the tail is read bytewise).
+///
+/// # Safety
+/// `[addr, addr + len)` is arena memory the caller alone may read.
+#[inline]
+unsafe fn all_zero(addr: usize, len: usize) -> bool {
+    let words = len / 8;
+    let mut acc = 0u64;
+    for i in 0..words {
+        // SAFETY: inside the range (forwarded), 8-aligned (slot starts are
+        // 16-aligned; callers pass offsets that keep it for the words).
+        acc |= unsafe { core::ptr::read_volatile((addr + i * 8) as *const u64) };
+    }
+    for i in words * 8..len {
+        // SAFETY: inside the range.
+        acc |= unsafe { core::ptr::read_volatile((addr + i) as *const u8) } as u64;
+    }
+    acc == 0
+}
+
+/// A slot about to be handed out must still be zero — every freed byte is
+/// wiped and fresh pages are zero — so any other byte was written after its
+/// free (through a dangling pointer). `Default` checks the first 16 bytes,
+/// `Full` the whole slot.
+#[inline]
+fn check_still_zero(addr: usize, slot: usize, checks: CheckLevel) {
+    let clean = match checks {
+        // SAFETY: the slot was just taken from this heap's free lists: no
+        // one else reaches it; slots are 16-aligned and at least 16 bytes.
+        CheckLevel::Default => unsafe {
+            let words = addr as *const u64;
+            (core::ptr::read_volatile(words) | core::ptr::read_volatile(words.add(1))) == 0
+        },
+        // SAFETY: as above, for the whole slot.
+        CheckLevel::Full => unsafe { all_zero(addr, slot) },
+    };
+    if !clean {
+        crate::fatal::fatal_at(FatalKind::WriteAfterFree, addr);
+    }
+}
+
+/// The slack between a small block's requested size and its slot is never
+/// the caller's (allocation records the size; `allocate` returns exactly
+/// that many bytes, and `malloc_usable_size` reports it): it is still zero
+/// at free unless something wrote past the end. `Default` checks up to 16
+/// bytes after the end (a 1- to 16-byte overflow), `Full` all of the slack.
+#[inline]
+fn check_slack(addr: usize, size: usize, slot: usize, checks: CheckLevel) {
+    let end = match checks {
+        CheckLevel::Default => slot.min(size + CHECKED_BYTES_DEFAULT),
+        CheckLevel::Full => slot,
+    };
+    let len = end - size;
+    if len == 0 {
+        return;
+    }
+    let read = |at: usize| {
+        // SAFETY: every read below lies inside `[size, end)` of the slot
+        // (or, for a slack under 8 bytes, in the slot's last aligned word),
+        // which the caller is freeing.
+        unsafe { core::ptr::read_unaligned(at as *const u64) }
+    };
+    let acc = if len < 8 {
+        // Then `end` is the slot's end: the slack is the top `len` bytes of
+        // its last word (little-endian: the high bytes).
+        read(addr + slot - 8) >> ((8 - len) * 8)
+    } else {
+        // 8-byte reads from `size`, the last one ending exactly at `end`.
+        let mut acc = read(addr + end - 8);
+        let mut at = size;
+        while at + 8 < end {
+            acc |= read(addr + at);
+            at += 8;
+        }
+        acc
+    };
+    if core::hint::black_box(acc) != 0 {
+        crate::fatal::fatal_at(FatalKind::HeapOverflow, addr);
+    }
+}
+
+/// The requested size of the live allocation starting at `addr` (small
+/// blocks: what was asked; large ones: their usable size). For C's
+/// `malloc_usable_size`: reporting the slot size would invite writes into
+/// the slack that the overflow check reads.
+pub(crate) fn requested_size(addr: usize) -> Option<usize> {
+    for heap in &HEAPS {
+        if heap.owns(addr) {
+            let (start, _, live, _) = heap.slot_of(addr)?;
+            return (start == addr && live)
+                .then(|| heap.live_size(addr))
+                .flatten();
+        }
+        if let Some(block) = heap.large.find(addr) {
+            return Some(block.data_len);
+        }
+    }
+    None
 }
 
 /// `(usable size, locked)` of the live allocation starting at `addr`, in any

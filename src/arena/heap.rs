@@ -991,6 +991,15 @@ impl Heap {
         ))
     }
 
+    /// The requested size of the live slot starting at `addr` (which
+    /// [`Heap::owns`] and [`Heap::slot_of`] found live).
+    pub(crate) fn live_size(&self, addr: usize) -> Option<usize> {
+        let offset = addr - self.base.load(Ordering::Relaxed);
+        let class = self.class_of(offset >> SLAB_SHIFT)?;
+        let slot = slot_index(offset & (SLAB_SIZE - 1), class);
+        self.meta(offset >> SLAB_SHIFT).live_size(slot)
+    }
+
     /// Records a new requested size for the live slot at `addr` (an
     /// in-place resize by its owner).
     pub(crate) fn set_live_size(&self, addr: usize, size: usize) {

@@ -1,0 +1,198 @@
+//! Issue 14: heap misuse that the zero invariant lets the arena catch —
+//! writes after free, overflows into a block's slack, accesses through a
+//! zero-size block — each in a child process, for the Rust allocator and
+//! for a C program under the preload, at several sizes, with the exact
+//! message (`secalloc: fatal: <class>: <address of the block>`).
+
+#[path = "support/preload_lib.rs"]
+mod preload_lib;
+#[path = "support/mod.rs"]
+mod support;
+
+use secalloc::{CheckLevel, SecureAlloc};
+use std::alloc::{GlobalAlloc, Layout};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use support::*;
+
+/// Runs one misuse with `checks`; prints the block's address first.
+fn misuse(scenario: &str) {
+    let (case, rest) = scenario.split_once(':').unwrap();
+    let (size, level) = rest.split_once(':').unwrap();
+    let size: usize = size.parse().unwrap();
+    let checks = if level == "full" {
+        CheckLevel::Full
+    } else {
+        CheckLevel::Default
+    };
+    let a = SecureAlloc::new().with_checks(checks);
+    let l = Layout::from_size_align(size, 8).unwrap();
+    // SAFETY: deliberately wrong in each arm, to observe the allocator abort
+    // in a child process.
+    unsafe {
+        let p = a.alloc(l);
+        eprintln!("block {:#018x}", p as usize);
+        match case {
+            "write_after_free" => {
+                a.dealloc(p, l);
+                p.write_volatile(b'X');
+                let _ = a.alloc(l);
+            }
+            "write_after_free_deep" => {
+                a.dealloc(p, l);
+                p.add(size / 2 + 8).write_volatile(b'X');
+                let _ = a.alloc(l);
+            }
+            "overflow_1" => {
+                p.add(size).write_volatile(b'X');
+                a.dealloc(p, l);
+            }
+            "overflow_16" => {
+                core::ptr::write_bytes(p.add(size), b'X', 16);
+                a.dealloc(p, l);
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+}
+
+fn block_of(stderr: &str, label: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or("?")
+        .trim()
+        .to_string()
+}
+
+/// `(case, size, level, message class)`: sizes with slack for overflows
+/// (8 in a 16-byte slot, 100 in 112, 3000 in 3072).
+const RUST_CASES: &[(&str, usize, &str, &str)] = &[
+    ("write_after_free", 8, "default", "write after free"),
+    ("write_after_free", 100, "default", "write after free"),
+    ("write_after_free", 4096, "default", "write after free"),
+    ("write_after_free_deep", 4096, "full", "write after free"),
+    ("write_after_free_deep", 100, "full", "write after free"),
+    ("overflow_1", 8, "default", "heap overflow"),
+    ("overflow_1", 100, "default", "heap overflow"),
+    ("overflow_1", 3000, "default", "heap overflow"),
+    ("overflow_16", 100, "default", "heap overflow"),
+    ("overflow_16", 3000, "full", "heap overflow"),
+];
+
+#[test]
+fn rust_allocator_misuse_aborts_with_the_exact_message_of_its_class() {
+    if let Some(scenario) = child_scenario() {
+        misuse(&scenario);
+        println!("RESULT survived=true");
+        return;
+    }
+    for &(case, size, level, class) in RUST_CASES {
+        let scenario = format!("{case}:{size}:{level}");
+        let out = run_child(
+            "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+            &scenario,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{scenario}: {stderr}"
+        );
+        let block = block_of(&stderr, "block ");
+        assert_eq!(
+            stderr.lines().last().unwrap_or_default(),
+            format!("secalloc: fatal: {class}: {block}"),
+            "{scenario}"
+        );
+    }
+}
+
+/// The default level reads only a slot's first 16 bytes at allocation: a
+/// write deeper into a freed slot is `Full`'s to catch (documented).
+#[test]
+fn default_checks_leave_deep_writes_after_free_to_full() {
+    if child_scenario().is_some() {
+        return;
+    }
+    let out = run_child(
+        "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+        "write_after_free_deep:4096:default",
+    );
+    assert!(
+        out.status.success(),
+        "the default level is documented to miss this"
+    );
+}
+
+#[test]
+fn preload_misuse_aborts_or_faults() {
+    let lib = preload_lib::build_preload_lib();
+    let dir = std::env::temp_dir().join(format!("secalloc-issue14-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("misuse14");
+    let status = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&program)
+        .arg(preload_lib::root().join("tests/preload/misuse14.c"))
+        .status()
+        .expect("C compiler");
+    assert!(status.success());
+    let cases: &[(&str, &str, &str, Option<&str>)] = &[
+        ("write_after_free", "8", "default", Some("write after free")),
+        (
+            "write_after_free",
+            "100",
+            "default",
+            Some("write after free"),
+        ),
+        (
+            "write_after_free",
+            "4096",
+            "default",
+            Some("write after free"),
+        ),
+        (
+            "write_after_free_deep",
+            "4096",
+            "full",
+            Some("write after free"),
+        ),
+        ("overflow_1", "8", "default", Some("heap overflow")),
+        ("overflow_1", "100", "default", Some("heap overflow")),
+        ("overflow_memcpy_32", "8", "default", Some("heap overflow")),
+        ("overflow_memcpy_32", "100", "full", Some("heap overflow")),
+        ("zero_size_write", "8", "default", None),
+        ("zero_size_read", "8", "default", None),
+    ];
+    for &(case, size, level, class) in cases {
+        let out = Command::new(&program)
+            .args([case, size])
+            .env("LD_PRELOAD", &lib)
+            .env("SECALLOC_CHECKS", level)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{case} {size} {level}: stdout {stdout} stderr {stderr}");
+        match class {
+            Some(class) => {
+                assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{what}");
+                // glibc prints %p without leading zeros; the arena with 16 digits.
+                let block =
+                    usize::from_str_radix(block_of(&stdout, "block ").trim_start_matches("0x"), 16)
+                        .expect("block address");
+                assert_eq!(
+                    stderr.lines().last().unwrap_or_default(),
+                    format!("secalloc: fatal: {class}: {block:#018x}"),
+                    "{what}"
+                );
+            }
+            None => {
+                assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{what}");
+                assert!(stdout.contains("zero 0x"), "{what}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
