@@ -9,7 +9,7 @@
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use allocator_api2::vec::Vec as AVec;
-use secalloc::SecureAlloc;
+use secalloc::{CheckLevel, SecureAlloc};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
 #[path = "common/cpu.rs"]
@@ -293,6 +293,10 @@ fn main() {
         }
     };
     let secure = SecureAlloc::new();
+    // The check levels side by side on the small-object workloads (large
+    // blocks are not checked): `Default` is what `new()` does.
+    let unchecked = SecureAlloc::new().with_checks(CheckLevel::Off);
+    let full = SecureAlloc::new().with_checks(CheckLevel::Full);
     type Run = Box<dyn Fn(&Scale)>;
     let workloads: Vec<(&str, Vec<(&str, Run)>)> = vec![
         (
@@ -301,6 +305,14 @@ fn main() {
                 ("system", Box::new(|s| churn(System, s))),
                 ("zeroizing-alloc", Box::new(|s| churn(ZeroSys, s))),
                 ("SecureAlloc", Box::new(move |s| churn(secure, s))),
+                (
+                    "SecureAlloc, checks off",
+                    Box::new(move |s| churn(unchecked, s)),
+                ),
+                (
+                    "SecureAlloc, checks full",
+                    Box::new(move |s| churn(full, s)),
+                ),
             ],
         ),
         (
@@ -309,6 +321,14 @@ fn main() {
                 ("system", Box::new(|s| churn_both_ends(System, s))),
                 ("zeroizing-alloc", Box::new(|s| churn_both_ends(ZeroSys, s))),
                 ("SecureAlloc", Box::new(move |s| churn_both_ends(secure, s))),
+                (
+                    "SecureAlloc, checks off",
+                    Box::new(move |s| churn_both_ends(unchecked, s)),
+                ),
+                (
+                    "SecureAlloc, checks full",
+                    Box::new(move |s| churn_both_ends(full, s)),
+                ),
             ],
         ),
         (
@@ -317,6 +337,14 @@ fn main() {
                 ("system", Box::new(|s| map_build(System, s))),
                 ("zeroizing-alloc", Box::new(|s| map_build(ZeroSys, s))),
                 ("SecureAlloc", Box::new(move |s| map_build(secure, s))),
+                (
+                    "SecureAlloc, checks off",
+                    Box::new(move |s| map_build(unchecked, s)),
+                ),
+                (
+                    "SecureAlloc, checks full",
+                    Box::new(move |s| map_build(full, s)),
+                ),
             ],
         ),
         (
@@ -325,6 +353,14 @@ fn main() {
                 ("system", Box::new(|s| cross_thread(System, s))),
                 ("zeroizing-alloc", Box::new(|s| cross_thread(ZeroSys, s))),
                 ("SecureAlloc", Box::new(move |s| cross_thread(secure, s))),
+                (
+                    "SecureAlloc, checks off",
+                    Box::new(move |s| cross_thread(unchecked, s)),
+                ),
+                (
+                    "SecureAlloc, checks full",
+                    Box::new(move |s| cross_thread(full, s)),
+                ),
             ],
         ),
         (

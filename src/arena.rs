@@ -60,6 +60,9 @@ pub enum LockPolicy {
 /// every freed byte is wiped, so free memory is always zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum CheckLevel {
+    /// Only the checks that are always on (double, invalid and mismatched
+    /// frees): for measuring what the others cost.
+    Off,
     /// At allocation, the slot's first 16 bytes must still be zero (else a
     /// write after free is reported); at free, up to 16 bytes of slack past
     /// the block's end must be zero (else a heap overflow). A few loads on
@@ -71,11 +74,12 @@ pub enum CheckLevel {
 }
 
 impl CheckLevel {
-    /// The level an operator chose in `SECALLOC_CHECKS` (`default` or
-    /// `full`), for the `LD_PRELOAD` library; anything else is `Default`.
+    /// The level an operator chose in `SECALLOC_CHECKS` (`off`, `default`
+    /// or `full`), for the `LD_PRELOAD` library; anything else is `Default`.
     pub fn from_env_or_default() -> CheckLevel {
         crate::sys::with_env(c"SECALLOC_CHECKS", |v| match v {
             Some(b"full") => CheckLevel::Full,
+            Some(b"off") => CheckLevel::Off,
             _ => CheckLevel::Default,
         })
     }

@@ -37,8 +37,9 @@ const EINVAL: c_int = 22;
 const POLICY_UNSET: u8 = 0;
 const POLICY_REQUIRE: u8 = 1;
 const POLICY_BEST_EFFORT: u8 = 2;
-/// Bit in [`POLICY`]: `SECALLOC_CHECKS=full`.
+/// Bits in [`POLICY`]: `SECALLOC_CHECKS=full` / `off`.
 const CHECKS_FULL: u8 = 4;
+const CHECKS_OFF: u8 = 8;
 static POLICY: AtomicU8 = AtomicU8::new(POLICY_UNSET);
 
 /// The allocator for the policy in `SECALLOC_LOCK` and the check level in
@@ -56,6 +57,8 @@ pub fn allocator() -> SecureAlloc {
     });
     alloc.with_checks(if chosen & CHECKS_FULL != 0 {
         CheckLevel::Full
+    } else if chosen & CHECKS_OFF != 0 {
+        CheckLevel::Off
     } else {
         CheckLevel::Default
     })
@@ -71,8 +74,10 @@ fn choose_policy() -> u8 {
         LockPolicy::BestEffort => POLICY_BEST_EFFORT,
         LockPolicy::FailClosed => POLICY_REQUIRE,
     };
-    if CheckLevel::from_env_or_default() == CheckLevel::Full {
-        chosen |= CHECKS_FULL;
+    match CheckLevel::from_env_or_default() {
+        CheckLevel::Full => chosen |= CHECKS_FULL,
+        CheckLevel::Off => chosen |= CHECKS_OFF,
+        CheckLevel::Default => {}
     }
     POLICY.store(chosen, Ordering::Relaxed);
     chosen

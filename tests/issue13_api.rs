@@ -229,12 +229,58 @@ fn from_env_copies_and_optionally_wipes_the_variable() {
         SecretString::from_env("SECALLOC_NOT_SET").err(),
         Some(Error::Io(std::io::ErrorKind::NotFound))
     );
+    // Found by the issue-13 attack review: a name with `=` read the tail of
+    // another variable's value (glibc's getenv matches the prefix).
+    // SAFETY: single-threaded.
+    unsafe { std::env::set_var("SECALLOC_TEST_Q", "a=tail-of-another-value") };
+    assert_eq!(
+        SecretString::from_env("SECALLOC_TEST_Q=a").err(),
+        Some(Error::Io(std::io::ErrorKind::NotFound))
+    );
 }
 
 /// `read_password` on a pseudo-terminal: the child makes the pty its
 /// controlling terminal; the parent types a password and checks that it was
 /// not echoed and that echo is back on afterwards.
 fn read_password_turns_echo_off_and_restores_it() {
+    let (status, rest, echo) = password_session(b"pa55-w0rd\n", "ok");
+    assert!(libc::WIFEXITED(status), "child crashed");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "2 wrong value, 3 error, 4 echo not restored, 5 exec failed"
+    );
+    assert!(echo, "echo off after the prompt");
+    assert!(
+        !rest.windows(4).any(|w| w == b"pa55"),
+        "the password was echoed: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+/// Found by the issue-13 attack review: Ctrl-C (or SIGTERM, a hang-up) at
+/// the prompt killed the process with the terminal's echo still off.
+fn read_password_restores_echo_when_interrupted() {
+    let (status, _, echo) = password_session(b"hun\x03", "ok");
+    assert!(libc::WIFSIGNALED(status), "the child was not interrupted");
+    assert_eq!(libc::WTERMSIG(status), libc::SIGINT);
+    assert!(echo, "echo left off after Ctrl-C at the prompt");
+}
+
+/// Found by the review: a line that fills the terminal's 4,095-character
+/// buffer was returned cut short; it is refused now.
+fn read_password_refuses_a_line_the_terminal_may_have_cut() {
+    let mut line = vec![b'x'; 4100];
+    line.push(b'\n');
+    let (status, _, _) = password_session(&line, "too_long");
+    assert!(libc::WIFEXITED(status));
+    assert_eq!(libc::WEXITSTATUS(status), 0, "6: not TooLong");
+}
+
+/// Runs the password child on a fresh pty, types `input` after the prompt;
+/// returns its wait status, what the terminal showed after the prompt, and
+/// whether echo is on once the child is gone.
+fn password_session(input: &[u8], expect: &str) -> (i32, Vec<u8>, bool) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: out-pointers to two ints; null name, termios and winsize.
     let rc = unsafe {
@@ -261,7 +307,8 @@ fn read_password_turns_echo_off_and_restores_it() {
                 .into_encoded_bytes(),
         )
         .unwrap();
-        let env_child = std::ffi::CString::new(format!("{}=password", support::CHILD_ENV)).unwrap();
+        let env_child =
+            std::ffi::CString::new(format!("{}=password:{expect}", support::CHILD_ENV)).unwrap();
         let env_fd = std::ffi::CString::new(format!("SECALLOC_TEST_PTY={slave}")).unwrap();
         let argv = [exe.as_ptr(), std::ptr::null()];
         let envp = [env_child.as_ptr(), env_fd.as_ptr(), std::ptr::null()];
@@ -297,8 +344,10 @@ fn read_password_turns_echo_off_and_restores_it() {
     // Give the child time to turn echo off before typing (it does so right
     // after the prompt; TCSAFLUSH would discard input typed before).
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: valid buffer.
-    unsafe { libc::write(master, b"pa55-w0rd\n".as_ptr().cast(), 10) };
+    for chunk in input.chunks(512) {
+        // SAFETY: valid buffer.
+        unsafe { libc::write(master, chunk.as_ptr().cast(), chunk.len()) };
+    }
     let mut status = 0;
     // SAFETY: our child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -316,17 +365,13 @@ fn read_password_turns_echo_off_and_restores_it() {
         }
         rest.extend(got);
     }
-    assert!(libc::WIFEXITED(status), "child crashed");
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "2 wrong value, 3 error, 4 echo not restored, 5 exec failed"
-    );
-    assert!(
-        !rest.windows(4).any(|w| w == b"pa55"),
-        "the password was echoed: {:?}",
-        String::from_utf8_lossy(&rest)
-    );
+    // SAFETY: termios is plain data; the pty's settings read through the master.
+    let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and termios.
+    unsafe { libc::tcgetattr(master, &mut mode) };
+    // SAFETY: ours.
+    unsafe { libc::close(master) };
+    (status, rest, mode.c_lflag & libc::ECHO != 0)
 }
 
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -390,12 +435,14 @@ fn lock_policy_from_env() {
 
 /// The exec'd child of [`read_password_turns_echo_off_and_restores_it`]:
 /// its controlling terminal is the pty.
-fn password_child() -> ! {
+fn password_child(expect: &str) -> ! {
     let slave: i32 = std::env::var("SECALLOC_TEST_PTY").unwrap().parse().unwrap();
-    let code = match SecretString::read_password("Password: ") {
-        Ok(p) if p.expose(|s| *s == "pa55-w0rd").unwrap_or(false) => 0,
-        Ok(_) => 2,
-        Err(_) => 3,
+    let code = match (SecretString::read_password("Password: "), expect) {
+        (Err(Error::TooLong(_)), "too_long") => 0,
+        (_, "too_long") => 6,
+        (Ok(p), _) if p.expose(|s| *s == "pa55-w0rd").unwrap_or(false) => 0,
+        (Ok(_), _) => 2,
+        (Err(_), _) => 3,
     };
     // SAFETY: termios is plain data.
     let mut mode: libc::termios = unsafe { std::mem::zeroed() };
@@ -406,8 +453,11 @@ fn password_child() -> ! {
 }
 
 fn main() {
-    if support::child_scenario().as_deref() == Some("password") {
-        password_child();
+    if let Some(expect) = support::child_scenario()
+        .as_deref()
+        .and_then(|s| s.strip_prefix("password:"))
+    {
+        password_child(expect);
     }
     support::run_checks(&[
         ("aliases_and_conversions", aliases_and_conversions),
@@ -427,6 +477,14 @@ fn main() {
         (
             "read_password_turns_echo_off_and_restores_it",
             read_password_turns_echo_off_and_restores_it,
+        ),
+        (
+            "read_password_restores_echo_when_interrupted",
+            read_password_restores_echo_when_interrupted,
+        ),
+        (
+            "read_password_refuses_a_line_the_terminal_may_have_cut",
+            read_password_refuses_a_line_the_terminal_may_have_cut,
         ),
         (
             "zeroize_derive_and_comparisons",

@@ -478,6 +478,7 @@ fn check_still_zero(addr: usize, slot: usize, checks: CheckLevel) {
         },
         // SAFETY: as above, for the whole slot.
         CheckLevel::Full => unsafe { all_zero(addr, slot) },
+        CheckLevel::Off => true,
     };
     if !clean {
         crate::fatal::fatal_at(FatalKind::WriteAfterFree, addr);
@@ -494,6 +495,7 @@ fn check_slack(addr: usize, size: usize, slot: usize, checks: CheckLevel) {
     let end = match checks {
         CheckLevel::Default => slot.min(size + CHECKED_BYTES_DEFAULT),
         CheckLevel::Full => slot,
+        CheckLevel::Off => size,
     };
     let len = end - size;
     if len == 0 {

@@ -209,7 +209,9 @@ impl Secret<String> {
     ///
     /// # Errors
     /// `Os` if there is no controlling terminal (`/dev/tty`) or its
-    /// settings cannot be changed; `TooLong(4096)` past 4,096 bytes; as
+    /// settings cannot be changed; `TooLong(4094)` for a longer line (the
+    /// terminal cuts lines at 4,095 characters, so such a line cannot be
+    /// trusted to be whole); as
     /// [`Secret::new`] otherwise.
     pub fn read_password(prompt: &str) -> Result<Self, Error> {
         let fd = sys::open_tty().map_err(Error::Os)?;
@@ -219,8 +221,11 @@ impl Secret<String> {
     }
 }
 
-/// The longest password [`Secret::read_password`] accepts.
-const PASSWORD_MAX: usize = 4096;
+/// The longest password [`Secret::read_password`] accepts: the terminal
+/// (canonical mode) holds 4,095 characters a line and drops the rest
+/// without telling us, so a line that fills it may have been cut: it is
+/// refused, never truncated (found by the issue-13 attack review).
+const PASSWORD_MAX: usize = 4094;
 
 /// Restores a terminal's settings when dropped (also on an error path or a
 /// panic in between).
@@ -269,8 +274,13 @@ fn read_password_on(fd: i32, prompt: &str) -> Result<Secret<String>, Error> {
     Secret::seal_new(plain, SecureAlloc::new(), 0)
 }
 
-/// A variable name as a C string, on the stack for short names.
+/// A variable name as a C string. A name with `=` or NUL, or an empty
+/// one, names no variable: `getenv("A=b")` would match the tail of `A`'s
+/// value (found by the issue-13 attack review).
 fn env_name(name: &str) -> Result<std::ffi::CString, Error> {
+    if name.is_empty() || name.contains('=') {
+        return Err(Error::Io(std::io::ErrorKind::NotFound));
+    }
     // A name is not secret; an ordinary allocation is fine.
     std::ffi::CString::new(name).map_err(|_| Error::Io(std::io::ErrorKind::NotFound))
 }
@@ -278,9 +288,12 @@ fn env_name(name: &str) -> Result<std::ffi::CString, Error> {
 impl FromStr for Secret<String> {
     type Err = Error;
 
-    /// Copies `s` into locked memory, so argument parsers (`clap`'s
-    /// `value_parser!`) and config loaders can produce a secret directly.
-    /// The string they parsed from is theirs to wipe.
+    /// Copies `s` into locked memory, so config loaders and parsers that
+    /// go through `FromStr` can produce a secret directly. The string they
+    /// parsed from is theirs to wipe. `clap` needs its values to be
+    /// `Clone`, which a secret is not: use `Arc<SecretString>` with
+    /// `value_parser = |s: &str| s.parse().map(std::sync::Arc::new)` (clap
+    /// keeps its own copy of the argument, as the process's `argv` does).
     fn from_str(s: &str) -> Result<Self, Error> {
         Self::copy_from_str(s)
     }

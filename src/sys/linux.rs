@@ -485,12 +485,59 @@ pub fn open_tty() -> OsResult<i32> {
     Ok(fd)
 }
 
-/// A terminal's settings, saved to be restored.
+/// A terminal's settings, saved to be restored (and whether this prompt
+/// holds the signal guard).
 #[derive(Clone, Copy)]
-pub struct TerminalMode(libc::termios);
+pub struct TerminalMode(libc::termios, bool);
+
+/// Signals that end a process at a password prompt (Ctrl-C, Ctrl-\, a
+/// hang-up, `kill`): while echo is off, their handler puts the terminal
+/// back first.
+const RESTORING_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
+
+/// The terminal a signal handler must restore, and how: written before
+/// the handlers are installed and only read by them, one prompt at a time
+/// (`ECHO_GUARD`).
+static ECHO_GUARD: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static GUARD_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(-1);
+struct SavedState {
+    mode: core::cell::UnsafeCell<core::mem::MaybeUninit<libc::termios>>,
+    old: core::cell::UnsafeCell<[core::mem::MaybeUninit<libc::sigaction>; 4]>,
+}
+// SAFETY: written only by the thread holding `ECHO_GUARD`, before it
+// installs the handlers (which only read it) and after it removes them.
+unsafe impl Sync for SavedState {}
+static SAVED: SavedState = SavedState {
+    mode: core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+    old: core::cell::UnsafeCell::new([const { core::mem::MaybeUninit::uninit() }; 4]),
+};
+
+/// Restores the terminal, puts the previous action back, and lets the
+/// signal take its course (it is re-raised, and delivered once this
+/// handler returns). Only async-signal-safe calls.
+extern "C" fn restore_on_signal(signal: i32) {
+    let fd = GUARD_FD.load(core::sync::atomic::Ordering::Acquire);
+    if let Some(i) = RESTORING_SIGNALS.iter().position(|&s| s == signal) {
+        // SAFETY: installed only after `SAVED` was written (Release on
+        // `GUARD_FD`, Acquire above); tcsetattr, sigaction and raise are
+        // async-signal-safe.
+        unsafe {
+            libc::tcsetattr(fd, libc::TCSANOW, (*SAVED.mode.get()).as_ptr());
+            libc::sigaction(
+                signal,
+                (*SAVED.old.get())[i].as_ptr(),
+                core::ptr::null_mut(),
+            );
+            libc::raise(signal);
+        }
+    }
+}
 
 /// Turns echo off on terminal `fd` (keeping the newline echoed, so the
-/// cursor moves on after a password). Returns the previous settings.
+/// cursor moves on after a password). Returns the previous settings. Until
+/// [`restore_terminal`], a SIGINT, SIGQUIT, SIGTERM or SIGHUP restores the
+/// terminal before it ends the process (found by the issue-13 attack
+/// review: Ctrl-C at the prompt left the terminal without echo).
 pub fn echo_off(fd: i32) -> OsResult<TerminalMode> {
     // SAFETY: termios is plain data; tcgetattr fills it.
     let mut mode: libc::termios = unsafe { core::mem::zeroed() };
@@ -501,17 +548,55 @@ pub fn echo_off(fd: i32) -> OsResult<TerminalMode> {
     let mut quiet = mode;
     quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
     quiet.c_lflag |= libc::ECHONL;
+    let guarded = !ECHO_GUARD.swap(true, core::sync::atomic::Ordering::AcqRel);
+    if guarded {
+        // SAFETY: we hold `ECHO_GUARD`, and no handler is installed yet.
+        unsafe {
+            (*SAVED.mode.get()).write(mode);
+            GUARD_FD.store(fd, core::sync::atomic::Ordering::Release);
+            let mut action: libc::sigaction = core::mem::zeroed();
+            action.sa_sigaction = restore_on_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            for (i, &signal) in RESTORING_SIGNALS.iter().enumerate() {
+                libc::sigaction(signal, &action, (*SAVED.old.get())[i].as_mut_ptr());
+            }
+        }
+    }
     // SAFETY: a valid termios derived from the current one.
     if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
-        return Err(last_error("tcsetattr"));
+        let err = last_error("tcsetattr");
+        if guarded {
+            remove_signal_guard();
+        }
+        return Err(err);
     }
-    Ok(TerminalMode(mode))
+    Ok(TerminalMode(mode, guarded))
 }
 
-/// Restores settings saved by [`echo_off`].
+/// Puts back the signal actions [`echo_off`] replaced.
+fn remove_signal_guard() {
+    for (i, &signal) in RESTORING_SIGNALS.iter().enumerate() {
+        // SAFETY: `echo_off` saved these actions while holding the guard,
+        // which we still hold.
+        unsafe {
+            libc::sigaction(
+                signal,
+                (*SAVED.old.get())[i].as_ptr(),
+                core::ptr::null_mut(),
+            )
+        };
+    }
+    ECHO_GUARD.store(false, core::sync::atomic::Ordering::Release);
+}
+
+/// Restores settings saved by [`echo_off`] (and its signal guard).
 pub fn restore_terminal(fd: i32, mode: &TerminalMode) -> OsResult<()> {
     // SAFETY: a termios read from this terminal.
-    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &mode.0) } != 0 {
+    let rc = unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &mode.0) };
+    if mode.1 {
+        remove_signal_guard();
+    }
+    if rc != 0 {
         return Err(last_error("tcsetattr"));
     }
     Ok(())
