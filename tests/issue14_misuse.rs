@@ -74,9 +74,10 @@ const RUST_CASES: &[(&str, usize, &str, &str)] = &[
     ("write_after_free_deep", 4096, "full", "write after free"),
     ("write_after_free_deep", 100, "full", "write after free"),
     ("overflow_1", 8, "default", "heap overflow"),
-    ("overflow_1", 100, "default", "heap overflow"),
-    ("overflow_1", 3000, "default", "heap overflow"),
-    ("overflow_16", 100, "default", "heap overflow"),
+    ("overflow_1", 40, "default", "heap overflow"),
+    ("overflow_1", 100, "full", "heap overflow"),
+    ("overflow_1", 3000, "full", "heap overflow"),
+    ("overflow_16", 40, "default", "heap overflow"),
     ("overflow_16", 3000, "full", "heap overflow"),
 ];
 
@@ -108,21 +109,28 @@ fn rust_allocator_misuse_aborts_with_the_exact_message_of_its_class() {
     }
 }
 
-/// The default level reads only a slot's first 16 bytes at allocation: a
-/// write deeper into a freed slot is `Full`'s to catch (documented).
+/// The default level reads only a slot's first 16 bytes at allocation, and
+/// slack only in a slot's first 64 bytes at free: a write deeper into a
+/// freed slot, or past the end of a 100-byte block, is `Full`'s to catch
+/// (documented, and measured: see the README).
 #[test]
-fn default_checks_leave_deep_writes_after_free_to_full() {
+fn default_checks_leave_deep_misuse_to_full() {
     if child_scenario().is_some() {
         return;
     }
-    let out = run_child(
-        "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+    for scenario in [
         "write_after_free_deep:4096:default",
-    );
-    assert!(
-        out.status.success(),
-        "the default level is documented to miss this"
-    );
+        "overflow_1:100:default",
+    ] {
+        let out = run_child(
+            "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+            scenario,
+        );
+        assert!(
+            out.status.success(),
+            "{scenario}: the default level is documented to miss this"
+        );
+    }
 }
 
 #[test]
@@ -159,7 +167,8 @@ fn preload_misuse_aborts_or_faults() {
             Some("write after free"),
         ),
         ("overflow_1", "8", "default", Some("heap overflow")),
-        ("overflow_1", "100", "default", Some("heap overflow")),
+        ("overflow_1", "40", "default", Some("heap overflow")),
+        ("overflow_1", "100", "full", Some("heap overflow")),
         ("overflow_memcpy_32", "8", "default", Some("heap overflow")),
         ("overflow_memcpy_32", "100", "full", Some("heap overflow")),
         ("zero_size_write", "8", "default", None),

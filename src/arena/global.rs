@@ -441,6 +441,9 @@ unsafe impl GlobalAlloc for SecureAlloc {
 /// Bytes of a slot [`CheckLevel::Default`] checks: its first 16 (every
 /// slot has them), one load pair on a line the caller is about to write.
 const CHECKED_BYTES_DEFAULT: usize = 16;
+/// `Default` checks slack only inside a slot's first 64 bytes (its first
+/// cache line: slots are 16-aligned, lines 64).
+const DEFAULT_SLACK_LINE: usize = 64;
 
 /// Whether `len` bytes at `addr` are all zero (word at a time: `addr` is
 /// 16-aligned and `len` a multiple of 8, or the tail is read bytewise).
@@ -489,13 +492,20 @@ fn check_still_zero(addr: usize, slot: usize, checks: CheckLevel) {
 /// the caller's (allocation records the size; `allocate` returns exactly
 /// that many bytes, and `malloc_usable_size` reports it): it is still zero
 /// at free unless something wrote past the end. `Default` checks up to 16
-/// bytes after the end (a 1- to 16-byte overflow), `Full` all of the slack.
+/// bytes after the end where they lie in the slot's first 64 bytes (blocks
+/// under 64 bytes), `Full` all of the slack of every block.
 #[inline]
 fn check_slack(addr: usize, size: usize, slot: usize, checks: CheckLevel) {
     let end = match checks {
-        CheckLevel::Default => slot.min(size + CHECKED_BYTES_DEFAULT),
+        // Only slack in the slot's first cache line: a load that misses at
+        // free stalls where the wipe's stores would not (on the churn
+        // workload, checking 16 bytes past every block's end cost 17% CPU
+        // time, the first line alone nothing measurable).
+        CheckLevel::Default if size < DEFAULT_SLACK_LINE => slot
+            .min(size + CHECKED_BYTES_DEFAULT)
+            .min(DEFAULT_SLACK_LINE),
+        CheckLevel::Default | CheckLevel::Off => size,
         CheckLevel::Full => slot,
-        CheckLevel::Off => size,
     };
     let len = end - size;
     if len == 0 {
