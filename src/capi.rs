@@ -436,100 +436,121 @@ impl CSurface {
     }
 }
 
+/// Defines the exported C allocation symbols (`malloc`, `free`, ...) of a
+/// binary or shared library, each forwarding to the [`CSurface`] static
+/// `$surface`. Used by the `override` feature below and by the preload, so
+/// the list of symbols and their C signatures is written once.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_c_allocation_surface {
+    ($surface:path) => {
+        /// # Safety
+        /// C `malloc`.
+        #[no_mangle]
+        pub unsafe extern "C" fn malloc(size: usize) -> *mut ::core::ffi::c_void {
+            $surface.malloc(size)
+        }
+
+        /// # Safety
+        /// C `calloc`.
+        #[no_mangle]
+        pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut ::core::ffi::c_void {
+            $surface.calloc(count, size)
+        }
+
+        /// # Safety
+        /// C `free`: `ptr` is null or a live block from these functions.
+        #[no_mangle]
+        pub unsafe extern "C" fn free(ptr: *mut ::core::ffi::c_void) {
+            // SAFETY: the C contract of `free`, forwarded from the caller.
+            unsafe { $surface.free(ptr) }
+        }
+
+        /// # Safety
+        /// C `realloc`.
+        #[no_mangle]
+        pub unsafe extern "C" fn realloc(
+            ptr: *mut ::core::ffi::c_void,
+            size: usize,
+        ) -> *mut ::core::ffi::c_void {
+            // SAFETY: the C contract of `realloc`, forwarded from the caller.
+            unsafe { $surface.realloc(ptr, size) }
+        }
+
+        /// # Safety
+        /// C `reallocarray`.
+        #[no_mangle]
+        pub unsafe extern "C" fn reallocarray(
+            ptr: *mut ::core::ffi::c_void,
+            count: usize,
+            size: usize,
+        ) -> *mut ::core::ffi::c_void {
+            // SAFETY: the C contract of `reallocarray`, forwarded.
+            unsafe { $surface.reallocarray(ptr, count, size) }
+        }
+
+        /// # Safety
+        /// C `posix_memalign`: `out` is valid for a pointer write.
+        #[no_mangle]
+        pub unsafe extern "C" fn posix_memalign(
+            out: *mut *mut ::core::ffi::c_void,
+            align: usize,
+            size: usize,
+        ) -> ::core::ffi::c_int {
+            // SAFETY: the C contract of `posix_memalign`, forwarded.
+            unsafe { $surface.posix_memalign(out, align, size) }
+        }
+
+        /// # Safety
+        /// C11 `aligned_alloc`.
+        #[no_mangle]
+        pub unsafe extern "C" fn aligned_alloc(
+            align: usize,
+            size: usize,
+        ) -> *mut ::core::ffi::c_void {
+            $surface.aligned_alloc(align, size)
+        }
+
+        /// # Safety
+        /// Obsolete `memalign`.
+        #[no_mangle]
+        pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut ::core::ffi::c_void {
+            $surface.memalign(align, size)
+        }
+
+        /// # Safety
+        /// Obsolete `valloc`.
+        #[no_mangle]
+        pub unsafe extern "C" fn valloc(size: usize) -> *mut ::core::ffi::c_void {
+            $surface.valloc(size)
+        }
+
+        /// # Safety
+        /// Obsolete `pvalloc`.
+        #[no_mangle]
+        pub unsafe extern "C" fn pvalloc(size: usize) -> *mut ::core::ffi::c_void {
+            $surface.pvalloc(size)
+        }
+
+        /// # Safety
+        /// `malloc_usable_size`: 0 for null.
+        #[no_mangle]
+        pub unsafe extern "C" fn malloc_usable_size(ptr: *mut ::core::ffi::c_void) -> usize {
+            $surface.malloc_usable_size(ptr)
+        }
+    };
+}
+
 /// The `override` feature: this crate exports the C allocation symbols
 /// itself, so the C code linked into a Rust binary (OpenSSL, SQLite, libpq,
 /// glibc's own `strdup`) allocates from the locked arena.
 #[cfg(feature = "override")]
 mod exports {
     use super::CSurface;
-    use core::ffi::{c_int, c_void};
 
     static SURFACE: CSurface = CSurface {
         before_start: || {},
     };
 
-    /// # Safety
-    /// C `malloc`.
-    #[no_mangle]
-    pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-        SURFACE.malloc(size)
-    }
-
-    /// # Safety
-    /// C `calloc`.
-    #[no_mangle]
-    pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
-        SURFACE.calloc(count, size)
-    }
-
-    /// # Safety
-    /// C `free`.
-    #[no_mangle]
-    pub unsafe extern "C" fn free(ptr: *mut c_void) {
-        // SAFETY: the C contract of `free`.
-        unsafe { SURFACE.free(ptr) }
-    }
-
-    /// # Safety
-    /// C `realloc`.
-    #[no_mangle]
-    pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-        // SAFETY: the C contract of `realloc`.
-        unsafe { SURFACE.realloc(ptr, size) }
-    }
-
-    /// # Safety
-    /// C `reallocarray`.
-    #[no_mangle]
-    pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
-        // SAFETY: the C contract of `reallocarray`.
-        unsafe { SURFACE.reallocarray(ptr, n, size) }
-    }
-
-    /// # Safety
-    /// C `posix_memalign`.
-    #[no_mangle]
-    pub unsafe extern "C" fn posix_memalign(
-        out: *mut *mut c_void,
-        align: usize,
-        size: usize,
-    ) -> c_int {
-        // SAFETY: the C contract of `posix_memalign`.
-        unsafe { SURFACE.posix_memalign(out, align, size) }
-    }
-
-    /// # Safety
-    /// C `aligned_alloc`.
-    #[no_mangle]
-    pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-        SURFACE.aligned_alloc(align, size)
-    }
-
-    /// # Safety
-    /// C `memalign`.
-    #[no_mangle]
-    pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-        SURFACE.memalign(align, size)
-    }
-
-    /// # Safety
-    /// C `valloc`.
-    #[no_mangle]
-    pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-        SURFACE.valloc(size)
-    }
-
-    /// # Safety
-    /// C `pvalloc`.
-    #[no_mangle]
-    pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-        SURFACE.pvalloc(size)
-    }
-
-    /// # Safety
-    /// C `malloc_usable_size`.
-    #[no_mangle]
-    pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
-        SURFACE.malloc_usable_size(ptr)
-    }
+    crate::__export_c_allocation_surface!(SURFACE);
 }

@@ -15,7 +15,6 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use core::ffi::{c_int, c_void};
 use secalloc::__unstable::capi::{allocator, CSurface};
 use secalloc::__unstable::sys;
 use secalloc::LockPolicy;
@@ -51,89 +50,11 @@ fn use_initial_exec_caches() {
 }
 
 // ---------------------------------------------------------------------------
-// The exported C allocation surface
+// The exported C allocation surface (the one list of symbols, shared with
+// secalloc's `override` feature)
 // ---------------------------------------------------------------------------
 
-/// # Safety
-/// C `malloc`.
-#[no_mangle]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    SURFACE.malloc(size)
-}
-
-/// # Safety
-/// C `calloc`.
-#[no_mangle]
-pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
-    SURFACE.calloc(count, size)
-}
-
-/// # Safety
-/// C `free`: `ptr` is null or a live block from these functions.
-#[no_mangle]
-pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    // SAFETY: forwarded from the caller.
-    unsafe { SURFACE.free(ptr) }
-}
-
-/// # Safety
-/// C `realloc`.
-#[no_mangle]
-pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: forwarded from the caller.
-    unsafe { SURFACE.realloc(ptr, size) }
-}
-
-/// # Safety
-/// C `reallocarray`.
-#[no_mangle]
-pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
-    // SAFETY: forwarded from the caller.
-    unsafe { SURFACE.reallocarray(ptr, count, size) }
-}
-
-/// # Safety
-/// C `posix_memalign`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    // SAFETY: forwarded from the caller.
-    unsafe { SURFACE.posix_memalign(out, align, size) }
-}
-
-/// # Safety
-/// C11 `aligned_alloc`.
-#[no_mangle]
-pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    SURFACE.aligned_alloc(align, size)
-}
-
-/// # Safety
-/// Obsolete `memalign`.
-#[no_mangle]
-pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    SURFACE.memalign(align, size)
-}
-
-/// # Safety
-/// Obsolete `valloc`.
-#[no_mangle]
-pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    SURFACE.valloc(size)
-}
-
-/// # Safety
-/// Obsolete `pvalloc`.
-#[no_mangle]
-pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    SURFACE.pvalloc(size)
-}
-
-/// # Safety
-/// `malloc_usable_size`: 0 for null.
-#[no_mangle]
-pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
-    SURFACE.malloc_usable_size(ptr)
-}
+secalloc::__export_c_allocation_surface!(SURFACE);
 
 // ---------------------------------------------------------------------------
 // Exit report
