@@ -44,6 +44,12 @@ pub(crate) use global::HEAPS;
 
 /// What the arena does when the kernel refuses to lock more memory
 /// (`RLIMIT_MEMLOCK` reached, no `CAP_IPC_LOCK`).
+///
+/// ```
+/// use secalloc::{LockPolicy, SecureAlloc};
+/// assert_eq!(SecureAlloc::new().policy(), LockPolicy::FailClosed);
+/// assert_eq!(SecureAlloc::best_effort().policy(), LockPolicy::BestEffort);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LockPolicy {
     /// The allocation fails (null / `AllocError`). Every byte this allocator
@@ -58,6 +64,13 @@ pub enum LockPolicy {
 /// How much heap-misuse checking an allocator does (see SECURITY.md for
 /// what each level catches). Both rely on the arena's zero invariant —
 /// every freed byte is wiped, so free memory is always zero.
+///
+/// ```
+/// use secalloc::{CheckLevel, SecureAlloc};
+/// let strict = SecureAlloc::new().with_checks(CheckLevel::Full);
+/// assert_eq!(strict.checks(), CheckLevel::Full);
+/// assert_eq!(SecureAlloc::new().checks(), CheckLevel::Default);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum CheckLevel {
     /// Only the checks that are always on (double, invalid and mismatched
@@ -145,6 +158,14 @@ impl LockPolicy {
 ///
 /// Figures are gathered without stopping other threads, so under concurrent
 /// use they are approximate; with the process quiescent they are exact.
+///
+/// ```
+/// let a = secalloc::SecureAlloc::new();
+/// let v = secalloc::allocator_api2::vec![in a; 7u8; 100];
+/// let stats = a.stats();
+/// assert!(stats.live_allocations >= 1 && stats.unlocked_bytes == 0);
+/// # drop(v);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -243,6 +264,12 @@ pub(crate) fn process_setup() {
 /// `f` runs with no lock of the arena held, so it may allocate (with
 /// `SecureAlloc` as the global allocator, it allocates from this arena).
 /// Under concurrent allocation the regions are a best-effort snapshot.
+///
+/// ```
+/// let mut bytes = 0;
+/// secalloc::arena::for_each_region(|_start, len| bytes += len);
+/// # let _ = bytes;
+/// ```
 #[cfg(not(loom))]
 pub fn for_each_region(mut f: impl FnMut(usize, usize)) {
     for heap in &HEAPS {

@@ -4,6 +4,15 @@ use crate::sys::OsError;
 use core::fmt;
 
 /// Everything that can go wrong in this crate's fallible API.
+///
+/// ```
+/// use secalloc::{Error, Secret};
+/// let mut s = Secret::new([1u8; 16])?;
+/// s.expire_after(std::time::Duration::ZERO);
+/// assert_eq!(s.expose(|k| k[0]), Err(Error::Expired));
+/// println!("{}", Error::Expired); // every variant says what happened and what to do
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {

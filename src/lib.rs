@@ -51,6 +51,24 @@ pub mod __unstable {
 }
 
 /// What a running program can ask about its protected memory.
+///
+/// The internals are not part of the API (issue 13): the OS layer, the pin
+/// protocol and the smaps parser are private.
+///
+/// ```compile_fail
+/// use secalloc::sys::mlock_on_fault; // private
+/// ```
+/// ```compile_fail
+/// use secalloc::smaps::read; // private (diagnostics::arena_report is the API)
+/// ```
+/// ```compile_fail
+/// let _ = secalloc::SecureAlloc::new().c_malloc(16); // crate-private
+/// ```
+/// ```
+/// let report = secalloc::diagnostics::arena_report()?;
+/// # let _ = report;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[cfg(not(loom))]
 pub mod diagnostics {
     pub use crate::arena::Stats;

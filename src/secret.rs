@@ -334,6 +334,12 @@ impl<T: Protect> Secret<T> {
     /// # Errors
     /// `LockRefused` if the arena or the key page cannot be locked,
     /// `KeyUnavailable` after `purge` or in a forked child.
+    ///
+    /// ```
+    /// let key = secalloc::Secret::new([0x42u8; 32])?; // the array on the stack is wiped
+    /// assert_eq!(key.expose(|k| k[0])?, 0x42);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn new(value: T) -> Result<Self, Error> {
         Self::new_in(value, SecureAlloc::new())
     }
@@ -343,6 +349,12 @@ impl<T: Plain> Secret<T> {
     /// Creates a secret whose value is written by `init` straight into
     /// locked memory (it starts zeroed), so no copy of it ever sits on the
     /// caller's stack.
+    ///
+    /// ```
+    /// let key = secalloc::Secret::<[u8; 32]>::new_with(|k| k.fill(9))?;
+    /// assert_eq!(key.expose(|k| k[31])?, 9);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn new_with(init: impl FnOnce(&mut T)) -> Result<Self, Error> {
         key_ready()?;
         let mut plain = new_plain_buf(core::mem::size_of::<T>())?;
@@ -358,6 +370,13 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// dump-excluded) memory when the lock budget is spent — only ciphertext
     /// is ever stored there; the key and every plaintext view stay locked.
     /// [`Secret::storage_locked`] reports which case applies.
+    ///
+    /// ```
+    /// use secalloc::{SecureAlloc, Secret};
+    /// let s = Secret::new_in(vec![1u8, 2, 3], SecureAlloc::best_effort())?;
+    /// assert!(s.storage_locked().is_some());
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn new_in(value: T, alloc: A) -> Result<Self, Error> {
         // The key page first: it is the one piece of locked memory every
         // secret needs, so it must not lose the budget to arena slabs.
@@ -595,6 +614,12 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// `Tampered` if the stored ciphertext was modified or swapped,
     /// `Expired`, `KeyUnavailable` (after `purge`, or in a forked child),
     /// `LockRefused` if no locked memory is left for the plaintext.
+    ///
+    /// ```
+    /// let s = secalloc::SecretString::copy_from_str("hunter2")?;
+    /// assert_eq!(s.expose(|p| p.len())?, 7);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn expose<R>(&self, f: impl FnOnce(&T::View) -> R) -> Result<R, Error> {
         let mut plain = self.open()?;
         let result = f(T::view(&plain.buf));
@@ -613,6 +638,13 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// # Errors
     /// As [`Secret::expose`]; if the secret is purged during the call, the
     /// change is discarded and `KeyUnavailable` returned.
+    ///
+    /// ```
+    /// let mut s = secalloc::SecretString::copy_from_str("abc")?;
+    /// s.expose_mut(|p| p.push_str("def"))??; // the growth is fallible too
+    /// assert_eq!(s.expose(|p| p.len())?, 6);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn expose_mut<R>(&mut self, f: impl FnOnce(&mut T::View) -> R) -> Result<R, Error> {
         let mut plain = self.open()?;
         let result = f(T::view_mut(&mut plain.buf));
@@ -693,6 +725,13 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// A deadline that has already passed is final: calling this on a
     /// secret that expired (even one no access has noticed yet) wipes it
     /// instead of extending it.
+    ///
+    /// ```
+    /// let mut s = secalloc::Secret::new([1u8; 16])?;
+    /// s.expire_after(std::time::Duration::from_secs(60));
+    /// assert!(s.expose(|_| ()).is_ok());
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn expire_after(&mut self, ttl: Duration) {
         let now = sys::monotonic_ns();
         let current = self.entry.expires_at_ns();
@@ -709,6 +748,12 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     }
 
     /// Builder form of [`Secret::expire_after`].
+    ///
+    /// ```
+    /// let s = secalloc::Secret::new([1u8; 16])?.with_expiry(std::time::Duration::from_secs(60));
+    /// # let _ = s;
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn with_expiry(mut self, ttl: Duration) -> Self {
         self.expire_after(ttl);
         self
@@ -718,11 +763,25 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     /// locked arena, `Some(false)` in arena memory the kernel refused to lock
     /// (best-effort policy: ciphertext only), `None` outside the arena (a
     /// foreign allocator).
+    ///
+    /// ```
+    /// let s = secalloc::Secret::new([1u8; 16])?;
+    /// assert_eq!(s.storage_locked(), Some(true));
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn storage_locked(&self) -> Option<bool> {
         SecureAlloc::is_locked(self.entry.cell().0 as *const u8)
     }
 
     /// Compares two secrets' plaintexts in constant time (for equal lengths).
+    ///
+    /// ```
+    /// use secalloc::Secret;
+    /// let a = Secret::new([5u8; 16])?;
+    /// let b = Secret::new([5u8; 16])?;
+    /// assert!(a.ct_eq(&b)?);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn ct_eq(&self, other: &Self) -> Result<bool, Error> {
         let a = self.open()?;
         let b = other.open()?;
@@ -749,6 +808,13 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     }
 
     /// An independent copy, freshly sealed under a new identity and nonce.
+    ///
+    /// ```
+    /// let a = secalloc::Secret::new([5u8; 16])?;
+    /// let b = a.try_clone()?;
+    /// assert!(a.ct_eq(&b)?);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn try_clone(&self) -> Result<Self, Error>
     where
         A: Clone,
@@ -761,6 +827,12 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     }
 
     /// Wipes and frees the secret now (dropping it does the same).
+    ///
+    /// ```
+    /// let s = secalloc::Secret::new([5u8; 16])?;
+    /// s.destroy(); // wiped and freed now
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn destroy(self) {
         drop(self)
     }
@@ -967,6 +1039,11 @@ pub fn purge() {
 }
 
 /// How the live secrets are stored, from [`stats`].
+///
+/// ```
+/// let stats = secalloc::secret::stats();
+/// assert_eq!(stats.storage_unlocked, 0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SecretStats {
@@ -992,6 +1069,13 @@ pub struct SecretStats {
 }
 
 /// A snapshot of every live secret's storage mode.
+///
+/// ```
+/// let _s = secalloc::Secret::new([5u8; 16])?;
+/// let stats = secalloc::secret::stats();
+/// assert!(stats.live >= 1 && !stats.purged);
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub fn stats() -> SecretStats {
     let (live, locked, unlocked) = registry::storage_counts();
     let epoch = key_page::current_epoch();

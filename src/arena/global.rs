@@ -27,7 +27,7 @@ pub(crate) static HEAPS: [Heap; HEAP_COUNT] = [
 ///
 /// ```
 /// use secalloc::SecureAlloc;
-/// use allocator_api2::vec::Vec;
+/// use secalloc::allocator_api2::vec::Vec;
 ///
 /// let mut key = Vec::new_in(SecureAlloc::new());
 /// key.extend_from_slice(&[0x42; 32]);
@@ -56,6 +56,12 @@ impl Default for SecureAlloc {
 impl SecureAlloc {
     /// The fail-closed allocator: when the kernel will not lock more memory,
     /// allocation fails rather than hand out unlocked memory.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: secalloc::SecureAlloc = secalloc::SecureAlloc::new();
+    /// # fn main() {}
+    /// ```
     pub const fn new() -> SecureAlloc {
         SecureAlloc {
             policy: LockPolicy::FailClosed,
@@ -66,6 +72,13 @@ impl SecureAlloc {
     /// The best-effort allocator: when locking is refused it keeps running on
     /// unlocked (still dump-excluded, still wiped) memory and counts it in
     /// [`Stats`].
+    ///
+    /// ```
+    /// let a = secalloc::SecureAlloc::best_effort();
+    /// let v = secalloc::allocator_api2::vec![in a; 0u8; 64];
+    /// assert_eq!(a.stats().lock_refusals, 0);
+    /// # drop(v);
+    /// ```
     pub const fn best_effort() -> SecureAlloc {
         SecureAlloc {
             policy: LockPolicy::BestEffort,
@@ -74,6 +87,13 @@ impl SecureAlloc {
     }
 
     /// An allocator with the given policy.
+    ///
+    /// ```
+    /// use secalloc::{LockPolicy, SecureAlloc};
+    /// let a = SecureAlloc::with_policy(LockPolicy::from_env()?.unwrap_or(LockPolicy::FailClosed));
+    /// # let _ = a;
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub const fn with_policy(policy: LockPolicy) -> SecureAlloc {
         SecureAlloc {
             policy,
@@ -99,22 +119,40 @@ impl SecureAlloc {
     }
 
     /// This allocator's check level.
+    ///
+    /// ```
+    /// assert_eq!(secalloc::SecureAlloc::new().checks(), secalloc::CheckLevel::Default);
+    /// ```
     pub const fn checks(&self) -> CheckLevel {
         self.checks
     }
 
     /// This allocator's lock policy.
+    ///
+    /// ```
+    /// assert_eq!(secalloc::SecureAlloc::new().policy(), secalloc::LockPolicy::FailClosed);
+    /// ```
     pub const fn policy(&self) -> LockPolicy {
         self.policy
     }
 
     /// A snapshot of this policy's heap.
+    ///
+    /// ```
+    /// let a = secalloc::SecureAlloc::new();
+    /// println!("locked: {} bytes", a.stats().locked_bytes);
+    /// ```
     pub fn stats(&self) -> Stats {
         Stats::collect(self.heap())
     }
 
     /// Whether the allocation at `ptr` (from any `SecureAlloc`) sits in locked
     /// memory. `None` if `ptr` is not a live allocation start of this crate.
+    ///
+    /// ```
+    /// let v = secalloc::allocator_api2::vec![in secalloc::SecureAlloc::new(); 1u8; 32];
+    /// assert_eq!(secalloc::SecureAlloc::is_locked(v.as_ptr()), Some(true));
+    /// ```
     pub fn is_locked(ptr: *const u8) -> Option<bool> {
         live_block(ptr as usize).map(|(_, locked)| locked)
     }
@@ -128,12 +166,21 @@ impl SecureAlloc {
 
     /// Reserves this policy's arena now (normally done by the first
     /// allocation). Returns `false` if it cannot be reserved.
+    ///
+    /// ```
+    /// assert!(secalloc::SecureAlloc::new().warm_up());
+    /// ```
     pub fn warm_up(&self) -> bool {
         self.heap().ensure_ready()
     }
 
     /// Usable bytes of the live allocation starting at `ptr` (its slot size,
     /// or a large block's page-rounded size); `None` if `ptr` is not one.
+    ///
+    /// ```
+    /// let v = secalloc::allocator_api2::vec![in secalloc::SecureAlloc::new(); 1u8; 100];
+    /// assert!(secalloc::SecureAlloc::usable_size(v.as_ptr()).unwrap() >= 100);
+    /// ```
     pub fn usable_size(ptr: *const u8) -> Option<usize> {
         live_block(ptr as usize).map(|(size, _)| size)
     }

@@ -97,6 +97,12 @@ const_assert!(
 );
 
 /// Facts about the key page, for tests and diagnostics.
+///
+/// ```
+/// let info = secalloc::secret::ensure_key()?;
+/// assert_eq!(info.len, 4096);
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyPageInfo {
@@ -580,6 +586,12 @@ pub(crate) fn is_purged() -> bool {
 }
 
 /// The current key page, if it exists yet.
+///
+/// ```
+/// secalloc::secret::ensure_key()?;
+/// assert!(secalloc::secret::key_page_info().is_some());
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub fn key_page_info() -> Option<KeyPageInfo> {
     let slot = (CURRENT.load(Ordering::Acquire) % 2) as usize;
     let addr = PAGES[slot].load(Ordering::Acquire);
@@ -591,6 +603,13 @@ pub fn key_page_info() -> Option<KeyPageInfo> {
 }
 
 /// Creates the key now if it does not exist (so a program can fail early).
+///
+/// ```
+/// // Fail at start-up, not at the first secret, if no key page can be locked.
+/// let info = secalloc::secret::ensure_key()?;
+/// println!("key page at {:#x}, memfd_secret: {}", info.addr, info.secretmem);
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub fn ensure_key() -> Result<KeyPageInfo, Error> {
     with_key(|_| Ok(()))?;
     key_page_info().ok_or(Error::KeyUnavailable)

@@ -14,12 +14,27 @@ use core::fmt;
 use core::ops::{Deref, DerefMut};
 
 /// The plaintext buffer of an access: arena memory, locked.
+///
+/// ```
+/// let buf: secalloc::secret::PlainBuf = secalloc::allocator_api2::vec::Vec::new_in(secalloc::SecureAlloc::new());
+/// assert!(buf.is_empty());
+/// ```
 pub type PlainBuf = AVec<u8, SecureAlloc>;
 
 /// A type a [`Secret`](crate::Secret) can hold.
 ///
 /// Implemented for `Vec<u8>`, `String`, `Box<[u8]>`, and every [`Plain`]
 /// type (byte arrays, integers, and your own plain-old-data types).
+///
+/// ```
+/// // Vec<u8>, String, Box<[u8]> and every `Plain` type implement it.
+/// fn seal<T: secalloc::secret::Protect>(v: T) -> Result<secalloc::Secret<T>, secalloc::Error> {
+///     secalloc::Secret::new(v)
+/// }
+/// let s = seal(vec![1u8, 2])?;
+/// # let _ = s;
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub trait Protect: Sized {
     /// What `expose` and `expose_mut` hand to the closure.
     type View: ?Sized;
@@ -49,6 +64,20 @@ pub trait Protect: Sized {
 /// # Safety
 /// Implement only for types that satisfy all three conditions and whose
 /// alignment is at most 16 bytes.
+///
+/// ```
+/// #[derive(Clone, Copy)]
+/// #[repr(C)]
+/// struct Pair {
+///     a: u64,
+///     b: u64,
+/// }
+/// // SAFETY: two u64s: no padding, no pointers, every bit pattern valid.
+/// unsafe impl secalloc::secret::Plain for Pair {}
+/// let s = secalloc::Secret::new(Pair { a: 1, b: 2 })?;
+/// assert_eq!(s.expose(|p| p.a + p.b)?, 3);
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub unsafe trait Plain: Copy + 'static {}
 
 macro_rules! plain {
@@ -253,6 +282,12 @@ pub(crate) fn append(out: &mut PlainBuf, bytes: &[u8]) {
 
 /// The view of a `Secret<String>`: a string in locked arena memory.
 /// Dereferences to `str`; growth stays in the arena.
+///
+/// ```
+/// let s = secalloc::SecretString::copy_from_str("abc")?;
+/// assert!(s.expose(|v| *v == "abc" && v.starts_with('a'))?);
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 #[repr(transparent)]
 pub struct SecureString {
     bytes: PlainBuf, // always valid UTF-8
@@ -264,6 +299,12 @@ impl SecureString {
     /// # Errors
     /// `LockRefused` (or `AllocFailed`) when the locked arena cannot grow:
     /// the string is then unchanged.
+    ///
+    /// ```
+    /// let mut s = secalloc::SecretString::copy_from_str("ab")?;
+    /// s.expose_mut(|v| v.push_str("cd"))??;
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn push_str(&mut self, s: &str) -> Result<(), Error> {
         try_grow(&mut self.bytes, s.as_bytes())
     }
@@ -335,6 +376,13 @@ impl PartialEq<&str> for SecureString {
 /// Dereferences to `[u8]`; growth stays in the arena and is fallible
 /// (a spent lock budget is an `Err`, never an abort). Its `Debug` is
 /// redacted.
+///
+/// ```
+/// let s = secalloc::SecretBytes::copy_from_slice(&[1, 2, 3])?;
+/// assert_eq!(s.expose(|v| v[1])?, 2);
+/// assert_eq!(s.expose(|v| format!("{v:?}"))?, "SecureBytes([REDACTED])");
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 #[repr(transparent)]
 pub struct SecureBytes {
     bytes: PlainBuf,
@@ -346,6 +394,13 @@ impl SecureBytes {
     /// # Errors
     /// `LockRefused` (or `AllocFailed`) when the locked arena cannot grow:
     /// the contents are then unchanged.
+    ///
+    /// ```
+    /// let mut s = secalloc::SecretBytes::copy_from_slice(&[1])?;
+    /// s.expose_mut(|v| v.extend_from_slice(&[2, 3]))??;
+    /// assert_eq!(s.expose(|v| v.len())?, 3);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), Error> {
         try_grow(&mut self.bytes, bytes)
     }
@@ -357,6 +412,13 @@ impl SecureBytes {
 
     /// Resizes to `len` bytes, filling new ones with `value`; errors as
     /// [`SecureBytes::extend_from_slice`].
+    ///
+    /// ```
+    /// let mut s = secalloc::SecretBytes::copy_from_slice(&[1])?;
+    /// s.expose_mut(|v| v.resize(4, 0))??;
+    /// assert_eq!(s.expose(|v| v.len())?, 4);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn resize(&mut self, len: usize, value: u8) -> Result<(), Error> {
         if len <= self.bytes.len() {
             self.truncate(len);

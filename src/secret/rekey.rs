@@ -101,6 +101,16 @@ pub fn rekey() -> Result<u64, Error> {
 /// # Errors
 /// `KeyUnavailable` after `purge` or in a forked child; `LockRefused` if no
 /// locked memory is left for a secret's plaintext while it is moved.
+///
+/// ```
+/// let _old = secalloc::Secret::new([1u8; 32])?;
+/// secalloc::rekey()?;
+/// while secalloc::rekey_step(64)? > 0 {
+///     // other work between steps
+/// }
+/// assert_eq!(secalloc::secret::stats().sealed_under_previous_key, 0);
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub fn rekey_step(budget: usize) -> Result<usize, Error> {
     // In a fork child the key pages are gone (or zero): touching them
     // would fault. After a purge there is nothing to move to.

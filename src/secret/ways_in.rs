@@ -15,8 +15,20 @@ use crate::SecureAlloc;
 use core::str::FromStr;
 
 /// A secret string: `Secret<String>`, whose view derefs to `str`.
+///
+/// ```
+/// let s: secalloc::SecretString = "t0k3n".parse()?;
+/// # let _ = s;
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub type SecretString = Secret<String>;
 /// Secret bytes: `Secret<Vec<u8>>`, whose view derefs to `[u8]`.
+///
+/// ```
+/// let s = secalloc::SecretBytes::try_from(vec![1u8, 2, 3])?; // the Vec's buffer is wiped
+/// # let _ = s;
+/// # Ok::<(), secalloc::Error>(())
+/// ```
 pub type SecretBytes = Secret<Vec<u8>>;
 
 /// Bytes `read_from` asks `read(2)` for at a time.
@@ -147,6 +159,12 @@ impl Secret<String> {
     ///
     /// # Errors
     /// As [`Secret::new`].
+    ///
+    /// ```
+    /// let s = secalloc::SecretString::copy_from_str("hunter2")?;
+    /// assert!(s.ct_eq_bytes(b"hunter2")?);
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn copy_from_str(s: &str) -> Result<Self, Error> {
         Self::seal_new(buffer_of(s.as_bytes())?, SecureAlloc::new(), 0)
     }
@@ -193,6 +211,15 @@ impl Secret<String> {
     ///
     /// # Errors
     /// As [`Self::from_env`].
+    ///
+    /// ```
+    /// # unsafe { std::env::set_var("DOC_DB_PASSWORD", "pw") };
+    /// // SAFETY: no other thread touches the environment at start-up.
+    /// let pw = unsafe { secalloc::SecretString::from_env_removing("DOC_DB_PASSWORD") }?;
+    /// assert!(std::env::var_os("DOC_DB_PASSWORD").is_none());
+    /// # let _ = pw;
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub unsafe fn from_env_removing(name: &str) -> Result<Self, Error> {
         let secret = Self::from_env(name);
         let name = env_name(name)?;
@@ -213,6 +240,12 @@ impl Secret<String> {
     /// terminal cuts lines at 4,095 characters, so such a line cannot be
     /// trusted to be whole); as
     /// [`Secret::new`] otherwise.
+    ///
+    /// ```no_run
+    /// let pw = secalloc::SecretString::read_password("Password: ")?;
+    /// # let _ = pw;
+    /// # Ok::<(), secalloc::Error>(())
+    /// ```
     pub fn read_password(prompt: &str) -> Result<Self, Error> {
         let fd = sys::open_tty().map_err(Error::Os)?;
         let result = read_password_on(fd, prompt);
