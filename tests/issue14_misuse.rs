@@ -51,6 +51,14 @@ fn misuse(scenario: &str) {
                 core::ptr::write_bytes(p.add(size), b'X', 16);
                 a.dealloc(p, l);
             }
+            // Issue 14: large blocks have 1 MiB guards on both sides.
+            "stray_read_after_large" => {
+                let usable = SecureAlloc::usable_size(p).unwrap();
+                let _ = p.add(usable + (1 << 20) - 64).read_volatile();
+            }
+            "stray_read_before_large" => {
+                let _ = p.sub((1 << 20) - 64).read_volatile();
+            }
             other => panic!("unknown case {other}"),
         }
     }
@@ -130,6 +138,29 @@ fn default_checks_leave_deep_misuse_to_full() {
             out.status.success(),
             "{scenario}: the default level is documented to miss this"
         );
+    }
+}
+
+/// Issue 14: an access almost 1 MiB before or after a large block faults
+/// (its guards), instead of reading another block.
+#[test]
+fn a_stray_access_a_megabyte_from_a_large_block_faults() {
+    if child_scenario().is_some() {
+        return;
+    }
+    for case in ["stray_read_after_large", "stray_read_before_large"] {
+        for size in [100_000usize, 256 << 10, 3 << 20] {
+            let scenario = format!("{case}:{size}:default");
+            let out = run_child(
+                "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+                &scenario,
+            );
+            assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGSEGV),
+                "{scenario}: not a fault"
+            );
+        }
     }
 }
 

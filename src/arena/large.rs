@@ -1,6 +1,9 @@
 //! Large blocks: requests above the largest size class (or with an alignment
 //! no class offers) each get a mapping of their own, laid out as
-//! `[guard page][data pages][guard page]` with `PROT_NONE` guards.
+//! `[guard][data pages][guard]` with 1 MiB `PROT_NONE` guards, so a stray
+//! access up to 1 MiB before or after a block faults instead of landing in
+//! another block (address space only: guards cost no memory and no lock
+//! budget).
 //!
 //! Their bookkeeping lives in a registry outside the blocks (an
 //! open-addressing table in its own mapping), which is also how a free of a
@@ -326,14 +329,24 @@ impl LargeHeap {
     }
 }
 
+/// Bytes of `PROT_NONE` guard on each side of a large block (issue 14: a
+/// stray access 1 MiB away must fault).
+const GUARD_LEN: usize = 1 << 20;
+
+/// The guard on each side: [`GUARD_LEN`], at least a page.
+fn guard_len() -> usize {
+    GUARD_LEN.max(sys::page_size())
+}
+
 /// Maps, guards, dump-excludes and locks a fresh block.
 fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
     let page = sys::page_size();
-    let map_len = data_len.checked_add(2 * page)?;
+    let guard = guard_len();
+    let map_len = data_len.checked_add(2 * guard)?;
     let padded = map_len.checked_add(align - page)?;
     let raw = sys::mmap_reserve(padded).ok()?;
-    let data = round_up(raw + page, align);
-    let map_base = data - page;
+    let data = round_up(raw + guard, align);
+    let map_base = data - guard;
     // SAFETY: head and tail are unused pieces of the reservation just made.
     unsafe {
         if map_base > raw {
@@ -396,37 +409,44 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
 /// fresh block (measured on the big-buffer workload: 1.60× glibc trimming
 /// every tail, 1.35× keeping tails up to half the block).
 fn trim_tail(heap: &Heap, block: &mut LargeBlock, data_len: usize) {
-    let page = sys::page_size();
     if block.data_len / 2 <= data_len {
         return;
     }
+    let guard_len = guard_len();
     let guard = block.data + data_len;
+    let old_end = block.data + block.data_len;
     let map_end = block.map_base + block.map_len;
-    // The new guard first: making it splits the mapping, which the kernel
-    // refuses at its map-count limit — and a block must never go out
-    // without its trailing guard, so then it goes out untrimmed.
-    // SAFETY: `[guard, guard + page)` lies in this block's mapping past the
-    // bytes kept, and the block is not handed out: nothing references it.
-    if unsafe { sys::mprotect(guard, page, sys::Protection::None) }.is_err() {
+    // The new guard covers data pages up to `guard_len` (the rest of it is
+    // the old guard, already `PROT_NONE`).
+    let in_guard = guard_len.min(old_end - guard);
+    let guard_end = guard + guard_len; // <= map_end: the old guard ends there
+                                       // The new guard first: making it splits the mapping, which the kernel
+                                       // refuses at its map-count limit — and a block must never go out
+                                       // without its trailing guard, so then it goes out untrimmed.
+                                       // SAFETY: `[guard, guard + in_guard)` lies in this block's data past
+                                       // the bytes kept, and the block is not handed out: nothing references it.
+    if unsafe { sys::mprotect(guard, in_guard, sys::Protection::None) }.is_err() {
         return;
     }
-    let tail_unmapped = guard + page >= map_end || {
-        // SAFETY: `[guard + page, map_end)` (the old guard and the data
-        // pages past the new one) lies in this mapping and is referenced by
+    let tail_unmapped = guard_end >= map_end || {
+        // SAFETY: `[guard_end, map_end)` (data pages past the new guard and
+        // the old guard's end) lies in this mapping and is referenced by
         // nothing.
-        unsafe { sys::munmap(guard + page, map_end - guard - page) }.is_ok()
+        unsafe { sys::munmap(guard_end, map_end - guard_end) }.is_ok()
     };
     if !tail_unmapped {
-        // Undo: the page stays part of the data, still locked.
+        // Undo: the pages stay part of the data, still locked.
         // SAFETY: as above.
-        let _ = unsafe { sys::mprotect(guard, page, sys::Protection::ReadWrite) };
+        let _ = unsafe { sys::mprotect(guard, in_guard, sys::Protection::ReadWrite) };
         return;
     }
-    let released = block.data_len - data_len;
-    budget::release(heap, guard, page, block.locked, true);
-    budget::release(heap, guard + page, released - page, block.locked, false);
+    let released = old_end - guard;
+    budget::release(heap, guard, in_guard, block.locked, true);
+    if released > in_guard {
+        budget::release(heap, guard_end, released - in_guard, block.locked, false);
+    }
     block.data_len = data_len;
-    block.map_len = data_len + 2 * page;
+    block.map_len = data_len + 2 * guard_len;
 }
 
 fn unmap_block(heap: &Heap, block: &LargeBlock) {
