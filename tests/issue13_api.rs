@@ -267,6 +267,21 @@ fn read_password_restores_echo_when_interrupted() {
     assert!(echo, "echo left off after Ctrl-C at the prompt");
 }
 
+/// A program that ignores SIGINT keeps reading after a Ctrl-C: the
+/// prompt's handler must not replace that (it would turn echo back on and
+/// let the rest of the password show).
+fn read_password_leaves_an_ignored_sigint_alone() {
+    let (status, rest, echo) = password_session(b"\x03\0pa55-w0rd\n", "ok_ignoring_sigint");
+    assert!(libc::WIFEXITED(status), "the child died");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "wrong value");
+    assert!(echo, "echo off afterwards");
+    assert!(
+        !rest.windows(4).any(|w| w == b"pa55"),
+        "echoed after an ignored Ctrl-C: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
 /// Found by the review: a line that fills the terminal's 4,095-character
 /// buffer was returned cut short; it is refused now.
 fn read_password_refuses_a_line_the_terminal_may_have_cut() {
@@ -344,9 +359,15 @@ fn password_session(input: &[u8], expect: &str) -> (i32, Vec<u8>, bool) {
     // Give the child time to turn echo off before typing (it does so right
     // after the prompt; TCSAFLUSH would discard input typed before).
     std::thread::sleep(std::time::Duration::from_millis(300));
-    for chunk in input.chunks(512) {
-        // SAFETY: valid buffer.
-        unsafe { libc::write(master, chunk.as_ptr().cast(), chunk.len()) };
+    // A NUL byte in `input` means: pause, let the child react, go on.
+    for (i, part) in input.split(|&b| b == 0).enumerate() {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        for chunk in part.chunks(512) {
+            // SAFETY: valid buffer.
+            unsafe { libc::write(master, chunk.as_ptr().cast(), chunk.len()) };
+        }
     }
     let mut status = 0;
     // SAFETY: our child.
@@ -437,6 +458,10 @@ fn lock_policy_from_env() {
 /// its controlling terminal is the pty.
 fn password_child(expect: &str) -> ! {
     let slave: i32 = std::env::var("SECALLOC_TEST_PTY").unwrap().parse().unwrap();
+    if expect == "ok_ignoring_sigint" {
+        // SAFETY: setting a signal's action to "ignore" before any thread.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    }
     let code = match (SecretString::read_password("Password: "), expect) {
         (Err(Error::TooLong(_)), "too_long") => 0,
         (_, "too_long") => 6,
@@ -481,6 +506,10 @@ fn main() {
         (
             "read_password_restores_echo_when_interrupted",
             read_password_restores_echo_when_interrupted,
+        ),
+        (
+            "read_password_leaves_an_ignored_sigint_alone",
+            read_password_leaves_an_ignored_sigint_alone,
         ),
         (
             "read_password_refuses_a_line_the_terminal_may_have_cut",

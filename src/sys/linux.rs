@@ -491,8 +491,8 @@ pub fn open_tty() -> OsResult<i32> {
 pub struct TerminalMode(libc::termios, bool);
 
 /// Signals that end a process at a password prompt (Ctrl-C, Ctrl-\, a
-/// hang-up, `kill`): while echo is off, their handler puts the terminal
-/// back first.
+/// hang-up, `kill`): while echo is off, where their action is the default
+/// (the process dies), a handler puts the terminal back first.
 const RESTORING_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
 
 /// The terminal a signal handler must restore, and how: written before
@@ -558,7 +558,15 @@ pub fn echo_off(fd: i32) -> OsResult<TerminalMode> {
             action.sa_sigaction = restore_on_signal as *const () as usize;
             libc::sigemptyset(&mut action.sa_mask);
             for (i, &signal) in RESTORING_SIGNALS.iter().enumerate() {
-                libc::sigaction(signal, &action, (*SAVED.old.get())[i].as_mut_ptr());
+                let old = (*SAVED.old.get())[i].as_mut_ptr();
+                libc::sigaction(signal, core::ptr::null(), old);
+                // Only where the signal would end the process as it stands
+                // (the default action): an ignored signal must stay
+                // ignored, and a program's own handler may keep it running,
+                // which must not happen with echo turned back on mid-prompt.
+                if (*old).sa_sigaction == libc::SIG_DFL {
+                    libc::sigaction(signal, &action, core::ptr::null_mut());
+                }
             }
         }
     }
@@ -577,14 +585,13 @@ pub fn echo_off(fd: i32) -> OsResult<TerminalMode> {
 fn remove_signal_guard() {
     for (i, &signal) in RESTORING_SIGNALS.iter().enumerate() {
         // SAFETY: `echo_off` saved these actions while holding the guard,
-        // which we still hold.
+        // which we still hold; only the ones it replaced are put back.
         unsafe {
-            libc::sigaction(
-                signal,
-                (*SAVED.old.get())[i].as_ptr(),
-                core::ptr::null_mut(),
-            )
-        };
+            let old = (*SAVED.old.get())[i].as_ptr();
+            if (*old).sa_sigaction == libc::SIG_DFL {
+                libc::sigaction(signal, old, core::ptr::null_mut());
+            }
+        }
     }
     ECHO_GUARD.store(false, core::sync::atomic::Ordering::Release);
 }
