@@ -24,9 +24,7 @@ fn de_error<E: de::Error>(e: Error) -> E {
 
 /// Builds the secret from bytes copied into a locked buffer.
 fn sealed_copy<T: Protect, E: de::Error>(bytes: &[u8]) -> Result<Secret<T>, E> {
-    key_ready().map_err(de_error)?;
-    let mut plain = new_plain_buf(bytes.len()).map_err(de_error)?;
-    protect::append(&mut plain, bytes);
+    let plain = super::ways_in::buffer_of(bytes).map_err(de_error)?;
     T::check(&plain).map_err(|_| E::invalid_length(bytes.len(), &"the secret's size"))?;
     Secret::seal_new(plain, SecureAlloc::new(), 0).map_err(de_error)
 }

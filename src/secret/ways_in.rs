@@ -34,8 +34,9 @@ pub type SecretBytes = Secret<Vec<u8>>;
 /// Bytes `read_from` asks `read(2)` for at a time.
 const READ_CHUNK: usize = 4096;
 
-/// A locked buffer holding `bytes`.
-fn buffer_of(bytes: &[u8]) -> Result<PlainBuf, Error> {
+/// A locked buffer holding `bytes` (the key checked first, so the key page
+/// gets the budget before the buffer does).
+pub(super) fn buffer_of(bytes: &[u8]) -> Result<PlainBuf, Error> {
     key_ready()?;
     let mut plain = new_plain_buf(bytes.len())?;
     protect::append(&mut plain, bytes);
