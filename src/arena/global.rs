@@ -244,6 +244,22 @@ impl SecureAlloc {
         &HEAPS[self.policy.heap_index()]
     }
 
+    /// Free slots that an allocation of `layout` on this thread could take
+    /// from the thread's own cache: 0 for a large block, or when the
+    /// thread has no cache (a heap of small slabs caches nothing).
+    pub(crate) fn cached_slots(&self, layout: Layout) -> usize {
+        let Some(class) = class_for(layout.size(), layout.align()) else {
+            return 0;
+        };
+        with_cache(self.policy.heap_index(), |cache, _| cache.cached(class)).unwrap_or(0)
+    }
+
+    /// Whether this policy's heap commits its slabs page by page (a lock
+    /// limit below 4 MiB): memory kept idle there is budget kept from others.
+    pub(crate) fn small_slabs(&self) -> bool {
+        self.heap().small_slabs()
+    }
+
     /// Allocates `layout`; null on failure. `layout.size()` may be 0 (served
     /// as one byte).
     ///

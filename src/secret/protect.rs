@@ -48,6 +48,17 @@ pub trait Protect: Sized {
         0
     }
 
+    /// The value as its own heap buffer, when the value is exactly its
+    /// plaintext bytes in one buffer it owns (`Vec<u8>`, `String`,
+    /// `Box<[u8]>`); otherwise the value itself, unchanged. A secret is then
+    /// sealed where those bytes already lie, and the buffer — ciphertext by
+    /// then — is wiped whole before it is freed, as `into_plaintext` would:
+    /// no locked copy of the plaintext is made at all.
+    #[doc(hidden)]
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Err(self)
+    }
+
     /// Checks that `plain` holds a valid value (after decryption).
     fn check(plain: &PlainBuf) -> Result<(), Error>;
 
@@ -143,6 +154,10 @@ impl Protect for Vec<u8> {
         self.len()
     }
 
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Ok(self)
+    }
+
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, &self);
         // The whole capacity, not just the length.
@@ -175,6 +190,11 @@ impl Protect for Box<[u8]> {
         self.len()
     }
 
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        // The same allocation, capacity == length.
+        Ok(self.into_vec())
+    }
+
     fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, &self);
         // SAFETY: `self` owns its `len()` bytes and is dropped next.
@@ -200,6 +220,10 @@ impl Protect for String {
 
     fn plaintext_len(&self) -> usize {
         self.len()
+    }
+
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Ok(self.into_bytes())
     }
 
     fn into_plaintext(self, out: &mut PlainBuf) -> Result<(), Error> {
@@ -263,7 +287,7 @@ fn try_grow(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
 ///
 /// # Safety
 /// The caller owns the `capacity` bytes at `ptr` and frees them next.
-unsafe fn wipe_owned_buffer(ptr: *mut u8, capacity: usize) {
+pub(crate) unsafe fn wipe_owned_buffer(ptr: *mut u8, capacity: usize) {
     // SAFETY: forwarded from the caller.
     unsafe { crate::arena::wipe::wipe_raw(ptr, capacity) };
 }
