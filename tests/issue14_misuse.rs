@@ -41,7 +41,22 @@ fn misuse(scenario: &str) {
             "write_after_free_deep" => {
                 a.dealloc(p, l);
                 p.add(size / 2 + 8).write_volatile(b'X');
-                let _ = a.alloc(l);
+                // Under `Full` the slot waits in quarantine: it is checked
+                // when later frees push it out.
+                churn(a, l, 40);
+            }
+            // The slot is never handed out again: only the quarantine's
+            // check, when later frees (of another size) push it out, sees it.
+            "write_after_free_no_reuse" => {
+                a.dealloc(p, l);
+                p.write_volatile(b'X');
+                churn(a, Layout::from_size_align(size * 2 + 64, 8).unwrap(), 40);
+            }
+            "immediate_reuse" => {
+                a.dealloc(p, l);
+                let q = a.alloc(l);
+                println!("RESULT reused={}", p == q);
+                a.dealloc(q, l);
             }
             "overflow_1" => {
                 p.add(size).write_volatile(b'X');
@@ -60,6 +75,17 @@ fn misuse(scenario: &str) {
                 let _ = p.sub((1 << 20) - 64).read_volatile();
             }
             other => panic!("unknown case {other}"),
+        }
+    }
+}
+
+/// `n` allocations and frees of `l`, each freed at once.
+fn churn(a: SecureAlloc, l: Layout, n: usize) {
+    for _ in 0..n {
+        // SAFETY: a fresh block of `l`, freed with `l`.
+        unsafe {
+            let q = a.alloc(l);
+            a.dealloc(q, l);
         }
     }
 }
@@ -87,6 +113,18 @@ const RUST_CASES: &[(&str, usize, &str, &str)] = &[
     ("overflow_1", 3000, "full", "heap overflow"),
     ("overflow_16", 40, "default", "heap overflow"),
     ("overflow_16", 3000, "full", "heap overflow"),
+    // Sizes that are exactly a class (no slack by default): `Full` gives
+    // every small block 16 bytes more.
+    ("overflow_1", 16, "full", "heap overflow"),
+    ("overflow_1", 4096, "full", "heap overflow"),
+    ("overflow_16", 4096, "full", "heap overflow"),
+    ("write_after_free_no_reuse", 8, "full", "write after free"),
+    (
+        "write_after_free_no_reuse",
+        4096,
+        "full",
+        "write after free",
+    ),
 ];
 
 #[test]
@@ -129,6 +167,8 @@ fn default_checks_leave_deep_misuse_to_full() {
     for scenario in [
         "write_after_free_deep:4096:default",
         "overflow_1:100:default",
+        "overflow_1:4096:default",
+        "write_after_free_no_reuse:8:default",
     ] {
         let out = run_child(
             "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
@@ -138,6 +178,31 @@ fn default_checks_leave_deep_misuse_to_full() {
             out.status.success(),
             "{scenario}: the default level is documented to miss this"
         );
+    }
+}
+
+/// Issue 14: under `Full` a freed slot is not the next one handed out
+/// (`free(p); malloc(n) != p`), at every small size; by default it is
+/// (last in, first out: the cache-hot slot), which the control shows.
+#[test]
+fn full_checks_do_not_reuse_a_slot_at_once() {
+    if child_scenario().is_some() {
+        return;
+    }
+    for size in [8usize, 100, 4096] {
+        for (level, reused) in [("full", "false"), ("default", "true")] {
+            let scenario = format!("immediate_reuse:{size}:{level}");
+            let out = run_child(
+                "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+                &scenario,
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{scenario}: {out:?}");
+            assert!(
+                stdout.contains(&format!("RESULT reused={reused}")),
+                "{scenario}: {stdout}"
+            );
+        }
     }
 }
 
@@ -200,6 +265,21 @@ fn preload_misuse_aborts_or_faults() {
         ("overflow_1", "8", "default", Some("heap overflow")),
         ("overflow_1", "40", "default", Some("heap overflow")),
         ("overflow_1", "100", "full", Some("heap overflow")),
+        ("overflow_1", "16", "full", Some("heap overflow")),
+        ("overflow_1", "4096", "full", Some("heap overflow")),
+        ("overflow_memcpy_32", "4096", "full", Some("heap overflow")),
+        (
+            "write_after_free_no_reuse",
+            "8",
+            "full",
+            Some("write after free"),
+        ),
+        (
+            "write_after_free_no_reuse",
+            "4096",
+            "full",
+            Some("write after free"),
+        ),
         ("overflow_memcpy_32", "8", "default", Some("heap overflow")),
         ("overflow_memcpy_32", "100", "full", Some("heap overflow")),
         ("zero_size_write", "8", "default", None),
@@ -232,6 +312,27 @@ fn preload_misuse_aborts_or_faults() {
                 assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{what}");
                 assert!(stdout.contains("zero 0x"), "{what}");
             }
+        }
+    }
+    // Under Full a freed block is not the next one of its size; by default
+    // it is (the control).
+    for size in ["8", "100", "4096"] {
+        for (level, reused) in [("full", "reused=0"), ("default", "reused=1")] {
+            let out = Command::new(&program)
+                .args(["immediate_reuse", size])
+                .env("LD_PRELOAD", &lib)
+                .env("SECALLOC_CHECKS", level)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "immediate_reuse {size} {level}: {out:?}"
+            );
+            assert!(
+                stdout.contains(reused),
+                "immediate_reuse {size} {level}: {stdout}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

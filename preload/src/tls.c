@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 /* At least secalloc::arena::EXTERNAL_THREAD_BLOCK_BYTES; lib.rs asserts it. */
-#define SECALLOC_THREAD_BLOCK_BYTES 10240
+#define SECALLOC_THREAD_BLOCK_BYTES 12288
 
 static __thread unsigned char block[SECALLOC_THREAD_BLOCK_BYTES]
     __attribute__((tls_model("initial-exec"), aligned(64)));

@@ -296,10 +296,24 @@ impl SecureAlloc {
         addr as *mut u8
     }
 
+    /// The bytes a slot must hold for `layout`: under `CheckLevel::Full`,
+    /// `FULL_SLACK` more than asked, so that every small block has slack
+    /// past its end for the overflow check (a block whose size is exactly
+    /// a class has none otherwise: a 1-byte overflow of a 4096-byte block
+    /// went unseen).
+    #[inline]
+    fn slot_request(&self, layout: Layout) -> usize {
+        if self.checks == CheckLevel::Full {
+            layout.size() + FULL_SLACK
+        } else {
+            layout.size()
+        }
+    }
+
     /// One attempt at `layout` from `heap`; 0 on failure.
     #[inline]
     fn try_allocate(&self, heap: &Heap, layout: Layout) -> usize {
-        let Some(class) = class_for(layout.size(), layout.align()) else {
+        let Some(class) = class_for(self.slot_request(layout), layout.align()) else {
             return heap.large.alloc(heap, layout.size(), layout.align());
         };
         let idx = self.policy.heap_index();
@@ -381,8 +395,7 @@ impl SecureAlloc {
                 let Some(size) = meta.live_size(slot) else {
                     fatal(FatalKind::UseAfterFree);
                 };
-                if caller == Caller::Rust
-                    && (size != old.size() || class_for(old.size(), old.align()) != Some(class))
+                if caller == Caller::Rust && (size != old.size() || !layout_fits_class(old, class))
                 {
                     fatal(FatalKind::LayoutMismatch);
                 }
@@ -431,7 +444,7 @@ impl SecureAlloc {
 #[inline]
 fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>, checks: CheckLevel) {
     let (_, meta, class, slot) = heap.locate(addr);
-    if layout.is_some_and(|l| class_for(l.size(), l.align()) != Some(class)) {
+    if layout.is_some_and(|l| !layout_fits_class(l, class)) {
         fatal(FatalKind::LayoutMismatch);
     }
     let Some(size) = meta.mark_free(slot) else {
@@ -447,10 +460,39 @@ fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>, chec
     // Small slabs: no thread caches, so a freed slot can empty its slab and
     // give its pages back at once (the flag shares a line with `base`,
     // which `locate` just read).
-    if heap.small_slabs() || with_cache(idx, |cache, heap| cache.push(heap, class, addr)).is_none()
-    {
+    let cached = if heap.small_slabs() {
+        None
+    } else if checks == CheckLevel::Full {
+        with_cache(idx, |cache, heap| {
+            cache.quarantine(heap, class, addr, |old, old_class| {
+                // SAFETY: a quarantined slot is wiped and not live: no one
+                // else reaches it.
+                if !unsafe { all_zero(old, SIZE_CLASSES[old_class]) } {
+                    crate::fatal::fatal_at(FatalKind::WriteAfterFree, old);
+                }
+            })
+        })
+    } else {
+        with_cache(idx, |cache, heap| cache.push(heap, class, addr))
+    };
+    if cached.is_none() {
         heap.give_slots(class, &[addr]);
     }
+}
+
+/// Extra bytes every small slot holds past the request under
+/// `CheckLevel::Full` (see [`SecureAlloc::slot_request`]): a 16-byte
+/// overflow, or a `memcpy` 32 bytes past the end, always lands in slack.
+const FULL_SLACK: usize = 16;
+
+/// Whether a block of layout `l` can live in a slot of `class`: the class
+/// its size asks for, or the one with `FULL_SLACK` more (allocated under
+/// `CheckLevel::Full`; any handle may free it). The exact size is checked
+/// against the block's live mark as well.
+#[inline]
+fn layout_fits_class(l: Layout, class: usize) -> bool {
+    class_for(l.size(), l.align()) == Some(class)
+        || class_for(l.size() + FULL_SLACK, l.align()) == Some(class)
 }
 
 /// One slot of `class` straight from the central list, for a thread with

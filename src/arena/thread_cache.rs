@@ -14,11 +14,18 @@
 use super::heap::Heap;
 use super::size_class::{cache_capacity, CACHE_CAPACITY_MAX, CLASS_COUNT};
 
+/// Slots a thread holds back from reuse under `CheckLevel::Full`.
+pub(crate) const QUARANTINE_SLOTS: usize = 32;
+
 /// One thread's cache for one heap.
 pub(crate) struct HeapCache {
     shard: u8,                                         // central-list shard this thread uses
     len: [u8; CLASS_COUNT],                            // cached slots per class
     slots: [[usize; CACHE_CAPACITY_MAX]; CLASS_COUNT], // slot addresses, a stack per class
+    /// `CheckLevel::Full`: freed slots wait here, first in first out, before
+    /// they can be handed out again; each is (address, class + 1), 0 empty.
+    quarantine: [(usize, u8); QUARANTINE_SLOTS],
+    quarantine_next: u8, // the oldest entry, replaced next
 }
 
 impl HeapCache {
@@ -27,7 +34,34 @@ impl HeapCache {
         shard: 0,
         len: [0; CLASS_COUNT],
         slots: [[0; CACHE_CAPACITY_MAX]; CLASS_COUNT],
+        quarantine: [(0, 0); QUARANTINE_SLOTS],
+        quarantine_next: 0,
     };
+
+    /// Puts a freed, wiped slot of `class` in quarantine, and returns the
+    /// oldest one it displaces, (address, class), which `check` must find
+    /// still all zero (it was written after its free otherwise) before it
+    /// is cached for reuse. So a freed slot is not handed out again for the
+    /// next `QUARANTINE_SLOTS` frees on this thread: `free(p); malloc(n)`
+    /// does not return `p`, and a dangling write has that long to be seen.
+    #[inline]
+    pub(crate) fn quarantine(
+        &mut self,
+        heap: &Heap,
+        class: usize,
+        addr: usize,
+        check: impl FnOnce(usize, usize),
+    ) {
+        let at = self.quarantine_next as usize;
+        let (old, old_class) = self.quarantine[at];
+        self.quarantine[at] = (addr, class as u8 + 1);
+        self.quarantine_next = ((at + 1) % QUARANTINE_SLOTS) as u8;
+        if old_class != 0 {
+            let old_class = old_class as usize - 1;
+            check(old, old_class);
+            self.push(heap, old_class, old);
+        }
+    }
 
     /// Takes a free slot of `class`, refilling from `heap` when empty.
     /// Returns 0 when the heap is out of memory or lock budget.
@@ -93,8 +127,15 @@ impl HeapCache {
         self.shard = (shard % super::heap::SHARD_COUNT) as u8;
     }
 
-    /// Returns every cached slot to `heap` (thread exit).
+    /// Returns every cached and quarantined slot to `heap` (thread exit,
+    /// or a lock refusal looking for budget).
     pub(crate) fn flush(&mut self, heap: &Heap) {
+        for entry in &mut self.quarantine {
+            let (addr, class) = core::mem::take(entry);
+            if class != 0 {
+                heap.give_slots(class as usize - 1, &[addr]);
+            }
+        }
         for class in 0..CLASS_COUNT {
             let len = self.len[class] as usize;
             if len > 0 {

@@ -8,6 +8,13 @@
 /* Keeps the compiler from dropping a write into memory about to be freed. */
 #define KEEP() __asm__ volatile("" ::: "memory")
 
+/* One allocation of n bytes, freed at once (through a volatile pointer, so
+ * the compiler cannot drop the pair). */
+static void churn(size_t n) {
+    void *volatile q = malloc(n);
+    free(q);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
     const char *c = argv[1];
@@ -24,13 +31,27 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "write_after_free_deep")) {
         free((void *)p);
         p[n / 2] = 'X'; /* past the first line: Full only */
+        /* Under Full the slot waits in quarantine; later frees push it out. */
+        for (int i = 0; i < 40; i++) churn(n);
+    } else if (!strcmp(c, "write_after_free_no_reuse")) {
+        free((void *)p);
+        p[0] = 'X';
+        /* Never handed out again: other sizes only. */
+        for (int i = 0; i < 40; i++) churn(2 * n + 64);
+    } else if (!strcmp(c, "immediate_reuse")) {
+        free((void *)p);
         void *q = malloc(n);
-        printf("reused %p\n", q);
+        printf("reused=%d\n", q == (void *)p);
+        free(q);
+        return 0;
     } else if (!strcmp(c, "overflow_1")) {
         p[n] = 'X';
         free((void *)p);
     } else if (!strcmp(c, "overflow_memcpy_32")) {
-        memcpy((char *)p, "0123456789abcdef0123456789abcdefXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", n + 32);
+        static char source[(256 << 10) + 64];
+        memset(source, 'X', sizeof source);
+        if (n + 32 > sizeof source) return 5;
+        memcpy((char *)p, source, n + 32);
         KEEP();
         free((void *)p);
     } else if (!strcmp(c, "zero_size_write")) {
