@@ -302,6 +302,42 @@ impl CSurface {
         self.alloc(size, MALLOC_ALIGN)
     }
 
+    /// C++ `operator new` (`array`: `new[]`) of `size` bytes aligned to
+    /// `align`: a block as `malloc` makes it (a distinct inaccessible one
+    /// for 0 bytes), with the operator recorded for [`Self::cxx_delete`].
+    /// Null on failure, with no new-handler run: the caller decides.
+    pub fn cxx_new(&self, size: usize, align: usize, array: bool) -> *mut c_void {
+        let p = self.alloc(size, align.max(MALLOC_ALIGN));
+        if !p.is_null() {
+            self.cxx_record(p, array);
+        }
+        p
+    }
+
+    /// Records that the block at `p` (from any allocation function here)
+    /// now belongs to C++ `new` (`array`: `new[]`). Boot and zero-size
+    /// blocks carry no record: their deletes are not checked.
+    pub fn cxx_record(&self, p: *mut c_void, array: bool) {
+        if !is_static(p) {
+            allocator().set_array_kind(p as usize, array);
+        }
+    }
+
+    /// C++ `operator delete` (`array`: `delete[]`; `size`: the sized
+    /// forms): aborts with `mismatched new/delete` or `sized delete with
+    /// the wrong size` when the block says otherwise, then frees it.
+    ///
+    /// # Safety
+    /// As [`Self::free`].
+    pub unsafe fn cxx_delete(&self, ptr: *mut c_void, size: Option<usize>, array: bool) {
+        if ptr.is_null() || is_static(ptr) {
+            return;
+        }
+        allocator().cxx_check_delete(ptr as usize, size, array);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free(ptr) }
+    }
+
     /// C `calloc`: arena memory is always zero, so no clearing pass.
     #[inline]
     pub fn calloc(&self, count: usize, size: usize) -> *mut c_void {

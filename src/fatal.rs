@@ -23,6 +23,10 @@ pub(crate) enum FatalKind {
     WriteAfterFree,
     /// The slack past a block's end was not zero at its free: an overflow.
     HeapOverflow,
+    /// C++ `delete` of a block from `new[]`, or `delete[]` of one from `new`.
+    MismatchedDelete,
+    /// C++ sized `delete` with another size than the block was allocated with.
+    SizedDeleteMismatch,
 }
 
 impl FatalKind {
@@ -46,6 +50,8 @@ impl FatalKind {
             FatalKind::Corruption => "heap corruption: allocator metadata is inconsistent",
             FatalKind::WriteAfterFree => "write after free",
             FatalKind::HeapOverflow => "heap overflow",
+            FatalKind::MismatchedDelete => "mismatched new/delete",
+            FatalKind::SizedDeleteMismatch => "sized delete with the wrong size",
         }
     }
 }

@@ -337,3 +337,92 @@ fn preload_misuse_aborts_or_faults() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 14: C++ `new`/`delete` pairing under the preload, which interposes
+/// every standard form of the operators and records out of band which form
+/// of `new` made a block: `delete` of a `new[]` block, `delete[]` of a `new`
+/// block and a sized `delete` with the wrong size each abort with their
+/// message, at 8 B, 4 KiB and 256 KiB; every correct pairing (aligned,
+/// nothrow, sized, the standard containers) runs clean; and a `new` the
+/// arena refuses still throws `std::bad_alloc` (the C++ runtime's operator
+/// takes over), unprivileged under a 64 KiB lock limit too.
+#[test]
+fn preload_cxx_new_delete_mismatches_abort_with_their_message() {
+    let lib = preload_lib::build_preload_lib();
+    let dir = std::env::temp_dir().join(format!("secalloc-issue14-cxx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("misuse14_cxx");
+    let status = Command::new("g++")
+        .args(["-O1", "-o"])
+        .arg(&program)
+        .arg(preload_lib::root().join("tests/preload/misuse14_cxx.cpp"))
+        .status()
+        .expect("C++ compiler");
+    assert!(status.success());
+    let run = |args: &[&str]| {
+        Command::new(&program)
+            .args(args)
+            .env("LD_PRELOAD", &lib)
+            .output()
+            .unwrap()
+    };
+    for (case, class) in [
+        ("new_array_then_delete", "mismatched new/delete"),
+        ("new_then_delete_array", "mismatched new/delete"),
+        (
+            "sized_delete_wrong_size",
+            "sized delete with the wrong size",
+        ),
+        (
+            "sized_array_delete_wrong_size",
+            "sized delete with the wrong size",
+        ),
+    ] {
+        for size in ["8", "4096", "262144"] {
+            let out = run(&[case, size]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{case} {size}: stdout {stdout} stderr {stderr}");
+            assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{what}");
+            let block =
+                usize::from_str_radix(block_of(&stdout, "block ").trim_start_matches("0x"), 16)
+                    .expect("block address");
+            assert_eq!(
+                stderr.lines().last().unwrap_or_default(),
+                format!("secalloc: fatal: {class}: {block:#018x}"),
+                "{what}"
+            );
+        }
+    }
+    for size in ["1", "100", "4096", "262144"] {
+        let out = run(&["correct", size]);
+        assert!(out.status.success(), "correct {size}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "correct\n");
+    }
+    // More than can be mapped: refused, then thrown by the runtime.
+    let out = run(&["bad_alloc", "1000000000000000"]);
+    assert!(out.status.success(), "bad_alloc: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "caught bad_alloc\nnothrow returned null\n"
+    );
+    // Over the lock budget, unprivileged: the fail-closed arena refuses.
+    let out = Command::new("setpriv")
+        .args([
+            "--inh-caps=-ipc_lock",
+            "--bounding-set=-ipc_lock",
+            "prlimit",
+        ])
+        .arg("--memlock=65536")
+        .arg(&program)
+        .args(["bad_alloc", "1048576"])
+        .env("LD_PRELOAD", &lib)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bad_alloc under 64 KiB: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "caught bad_alloc\nnothrow returned null\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cxx;
+
 use secalloc::__unstable::capi::{allocator, CSurface};
 use secalloc::__unstable::sys;
 use secalloc::LockPolicy;

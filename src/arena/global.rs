@@ -219,6 +219,53 @@ impl SecureAlloc {
         self.free_raw(ptr as usize, None)
     }
 
+    /// Records that the live block at `addr` came from `new[]` (`array`) or
+    /// from scalar `new`.
+    pub(crate) fn set_array_kind(&self, addr: usize, array: bool) {
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                let (_, meta, _, slot) = heap.locate(addr);
+                meta.set_array(slot, array);
+                return;
+            }
+        }
+        for heap in &HEAPS {
+            if heap.large.set_array(addr, array) {
+                return;
+            }
+        }
+    }
+
+    /// Before C++ `delete` (`array`: `delete[]`, `size`: the sized forms)
+    /// frees `addr`: aborts if the block came from the other form of `new`
+    /// (`mismatched new/delete`) or a sized delete names another size than
+    /// the block's (`sized delete with the wrong size`). A pointer that is
+    /// no live block is left to the free that follows, which reports it.
+    pub(crate) fn cxx_check_delete(&self, addr: usize, size: Option<usize>, array: bool) {
+        let found = HEAPS
+            .iter()
+            .find(|heap| heap.owns(addr))
+            .map(|heap| {
+                let (_, meta, _, slot) = heap.locate(addr);
+                meta.live_size(slot).map(|live| (live, meta.is_array(slot)))
+            })
+            .unwrap_or_else(|| {
+                HEAPS
+                    .iter()
+                    .find_map(|heap| heap.large.find(addr))
+                    .map(|block| (block.size, block.array))
+            });
+        let Some((live, was_array)) = found else {
+            return;
+        };
+        if was_array != array {
+            crate::fatal::fatal_at(FatalKind::MismatchedDelete, addr);
+        }
+        if size.is_some_and(|size| size != live) {
+            crate::fatal::fatal_at(FatalKind::SizedDeleteMismatch, addr);
+        }
+    }
+
     /// C `realloc` of a live block to `new_size` bytes (malloc alignment,
     /// 16). Null (old block intact) on failure.
     ///

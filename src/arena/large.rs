@@ -40,9 +40,10 @@ pub(crate) struct LargeBlock {
     pub(crate) data_len: usize, // usable bytes (a page multiple)
     map_base: usize,            // start of the mapping (leading guard page)
     map_len: usize,             // whole mapping including both guards
-    size: usize,                // requested size (allocation or last in-place resize)
+    pub(crate) size: usize,     // requested size (allocation or last in-place resize)
     align: usize,               // requested alignment
     pub(crate) locked: bool,    // data pages are mlocked
+    pub(crate) array: bool,     // allocated by C++ `operator new[]`
 }
 
 const VACANT: LargeBlock = LargeBlock {
@@ -53,6 +54,7 @@ const VACANT: LargeBlock = LargeBlock {
     map_base: 0,
     map_len: 0,
     locked: false,
+    array: false,
 };
 
 /// An empty registry (no table yet, empty cache).
@@ -161,6 +163,19 @@ impl LargeHeap {
     pub(crate) fn find(&self, data: usize) -> Option<LargeBlock> {
         let reg = self.registry.lock();
         reg.find(data).map(|i| reg.entry(i))
+    }
+
+    /// Records whether the live block at `data` came from C++ `new[]`;
+    /// `false` if no live block starts there.
+    pub(crate) fn set_array(&self, data: usize, array: bool) -> bool {
+        let mut reg = self.registry.lock();
+        let Some(i) = reg.find(data) else {
+            return false;
+        };
+        let mut block = reg.entry(i);
+        block.array = array;
+        reg.set_entry(i, block);
+        true
     }
 
     /// Frees the block at `data`. Returns `false` (and does nothing) if no
@@ -365,6 +380,7 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
         size: data_len,
         align,
         locked: false,
+        array: false,
     };
     // SAFETY: the data range is inside our fresh mapping.
     let usable = unsafe { sys::mprotect(data, data_len, sys::Protection::ReadWrite) }.is_ok()

@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use super::size_class::{slots_per_slab, BITMAP_WORDS, CLASS_COUNT, MAX_SLOTS_PER_SLAB};
-use crate::sync::{AtomicU16, AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{AtomicU16, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 
 /// "No slab" in the intrusive lists, which store slab index + 1.
 pub(crate) const NO_SLAB: u32 = 0;
@@ -49,6 +49,10 @@ pub(crate) struct SlabMeta {
     shard: AtomicU8,                       // central-list shard owning the slab while assigned
     pages: AtomicU8, // small-slab heaps: pages committed (and locked) from the start
     live: [AtomicU16; MAX_SLOTS_PER_SLAB], // per slot: LIVE_BIT | size while handed out, else 0
+    /// Per slot, set while the block came from C++ `operator new[]`: which
+    /// `delete` may free it. Written only by the C++ operators (scalar `new`
+    /// clears it, `new[]` sets it), so `malloc`/`free` never touch the line.
+    arrays: [AtomicU64; BITMAP_WORDS],
     lists: UnsafeCell<SlabLists>, // guarded by the class or pool lock
 }
 
@@ -74,6 +78,7 @@ impl SlabMeta {
                 shard: AtomicU8::new(0),
                 pages: AtomicU8::new(0),
                 live: crate::sync::array_of![AtomicU16::new(0); MAX_SLOTS_PER_SLAB],
+                arrays: crate::sync::array_of![AtomicU64::new(0); BITMAP_WORDS],
                 lists: UnsafeCell::new(SlabLists {
                     avail: [0; BITMAP_WORDS],
                     avail_count: 0,
@@ -158,6 +163,23 @@ impl SlabMeta {
         // sees it live.
         let previous = self.live[slot].swap(0, Ordering::Relaxed);
         (previous & LIVE_BIT != 0).then_some((previous & SIZE_MASK) as usize)
+    }
+
+    /// Records whether live `slot` came from C++ `operator new[]` (only its
+    /// owner calls this, right after allocating it).
+    pub(crate) fn set_array(&self, slot: usize, array: bool) {
+        let bit = 1u64 << (slot % 64);
+        let word = &self.arrays[slot / 64];
+        if array {
+            word.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            word.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `slot` was last allocated by C++ `operator new[]`.
+    pub(crate) fn is_array(&self, slot: usize) -> bool {
+        self.arrays[slot / 64].load(Ordering::Relaxed) & (1u64 << (slot % 64)) != 0
     }
 
     /// The requested size of live `slot` (`None` if it is free).

@@ -719,3 +719,14 @@ pub fn sleep_briefly() {
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
+
+/// The next definition of the symbol `name` after the calling object in
+/// the dynamic linker's search order (`dlsym(RTLD_NEXT, name)`), or 0: for
+/// the preload's C++ `operator new`, to hand a refusal to the C++ runtime's
+/// own operator, which runs the new-handler and throws `std::bad_alloc`.
+/// May allocate (through the C library's `malloc`): never call it with a
+/// lock held.
+pub fn next_symbol(name: &core::ffi::CStr) -> usize {
+    // SAFETY: `name` is NUL-terminated; `RTLD_NEXT` is a valid handle.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
+}
