@@ -30,6 +30,17 @@ fn misuse(scenario: &str) {
     // SAFETY: deliberately wrong in each arm, to observe the allocator abort
     // in a child process.
     unsafe {
+        if let Some(reach) = case.strip_prefix("underflow_") {
+            // Two blocks side by side, `q` right after `p`'s slot: an
+            // underflow of `q` lands in `p`'s slack, seen when `p` is freed.
+            let reach: usize = reach.parse().unwrap();
+            let (p, q) = adjacent_pair(a, l);
+            eprintln!("block {:#018x}", p as usize);
+            core::ptr::write_bytes(q.sub(reach), b'X', reach);
+            a.dealloc(p, l);
+            a.dealloc(q, l);
+            return;
+        }
         let p = a.alloc(l);
         eprintln!("block {:#018x}", p as usize);
         match case {
@@ -79,6 +90,31 @@ fn misuse(scenario: &str) {
     }
 }
 
+/// Two live blocks of `l` where the second starts at the first one's slot
+/// end (`usable_size` is the slot size here); the others are freed.
+fn adjacent_pair(a: SecureAlloc, l: Layout) -> (*mut u8, *mut u8) {
+    let mut blocks: Vec<*mut u8> = Vec::new();
+    let found = loop {
+        // SAFETY: a fresh block of `l`.
+        let b = unsafe { a.alloc(l) };
+        let slot = SecureAlloc::usable_size(b).unwrap();
+        if let Some(&p) = blocks
+            .iter()
+            .find(|&&p| p as usize + slot == b as usize || b as usize + slot == p as usize)
+        {
+            let pair = if p < b { (p, b) } else { (b, p) };
+            blocks.retain(|&x| x != p);
+            break pair;
+        }
+        blocks.push(b);
+    };
+    for b in blocks {
+        // SAFETY: allocated above with `l`.
+        unsafe { a.dealloc(b, l) };
+    }
+    found
+}
+
 /// `n` allocations and frees of `l`, each freed at once.
 fn churn(a: SecureAlloc, l: Layout, n: usize) {
     for _ in 0..n {
@@ -118,6 +154,13 @@ const RUST_CASES: &[(&str, usize, &str, &str)] = &[
     ("overflow_1", 16, "full", "heap overflow"),
     ("overflow_1", 4096, "full", "heap overflow"),
     ("overflow_16", 4096, "full", "heap overflow"),
+    // An underflow of a block writes the slack at the end of the slot
+    // before it: `Full` sees it when that block is freed (reported as its
+    // overflow, with its address: the allocator cannot tell who wrote).
+    ("underflow_1", 8, "full", "heap overflow"),
+    ("underflow_1", 4096, "full", "heap overflow"),
+    ("underflow_16", 100, "full", "heap overflow"),
+    ("underflow_32", 4096, "full", "heap overflow"),
     ("write_after_free_no_reuse", 8, "full", "write after free"),
     (
         "write_after_free_no_reuse",
@@ -280,6 +323,10 @@ fn preload_misuse_aborts_or_faults() {
             "full",
             Some("write after free"),
         ),
+        ("underflow_1", "8", "full", Some("heap overflow")),
+        ("underflow_1", "4096", "full", Some("heap overflow")),
+        ("underflow_32", "100", "full", Some("heap overflow")),
+        ("underflow_32", "4096", "full", Some("heap overflow")),
         ("overflow_memcpy_32", "8", "default", Some("heap overflow")),
         ("overflow_memcpy_32", "100", "full", Some("heap overflow")),
         ("zero_size_write", "8", "default", None),

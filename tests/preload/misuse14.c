@@ -15,10 +15,35 @@ static void churn(size_t n) {
     free(q);
 }
 
+/* Underflow of a block by `reach` bytes, where the block right before it
+ * is live: found as the closest pair among 64 blocks of n bytes (slots of a
+ * class sit side by side). The write lands in that block's slack. */
+static void underflow(size_t n, size_t reach) {
+    char *b[64];
+    for (int i = 0; i < 64; i++) b[i] = malloc(n);
+    char *p = NULL, *q = NULL;
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 64; j++)
+            if (b[j] > b[i] && (!p || (size_t)(b[j] - b[i]) < (size_t)(q - p))) {
+                p = b[i];
+                q = b[j];
+            }
+    printf("block %p\n", (void *)p);
+    fflush(stdout);
+    memset(q - reach, 'X', reach);
+    __asm__ volatile("" ::: "memory");
+    free(p);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
     const char *c = argv[1];
     size_t n = (size_t)strtoul(argv[2], NULL, 10);
+    if (!strcmp(c, "underflow_1") || !strcmp(c, "underflow_32")) {
+        underflow(n, c[10] == '1' ? 1 : 32);
+        puts("survived");
+        return 0;
+    }
     volatile char *p = malloc(n);
     if (!p) return 3;
     printf("block %p\n", (void *)p);
