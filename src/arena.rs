@@ -274,7 +274,12 @@ pub(crate) fn process_setup() {
 pub fn for_each_region(mut f: impl FnMut(usize, usize)) {
     for heap in &HEAPS {
         heap.for_each_committed_run(&mut f);
-        heap.large
-            .for_each_block(|block, _live| f(block.data, block.data_len));
+        // A block cached under `CheckLevel::Full` is `PROT_NONE`: nothing
+        // to read there.
+        heap.large.for_each_block(|block, _live| {
+            if !block.protected {
+                f(block.data, block.data_len)
+            }
+        });
     }
 }

@@ -394,7 +394,11 @@ impl SecureAlloc {
     fn free_large(&self, addr: usize, layout: Option<Layout>) {
         let own = self.policy.heap_index();
         for idx in [own, 1 - own] {
-            if HEAPS[idx].large.try_free(&HEAPS[idx], addr, layout) {
+            let protect = self.checks == CheckLevel::Full;
+            if HEAPS[idx]
+                .large
+                .try_free(&HEAPS[idx], addr, layout, protect)
+            {
                 return;
             }
         }

@@ -44,6 +44,9 @@ pub(crate) struct LargeBlock {
     align: usize,               // requested alignment
     pub(crate) locked: bool,    // data pages are mlocked
     pub(crate) array: bool,     // allocated by C++ `operator new[]`
+    /// Cached under `CheckLevel::Full`: its data pages are `PROT_NONE`
+    /// until it is handed out again, so a write after free faults.
+    pub(crate) protected: bool,
 }
 
 const VACANT: LargeBlock = LargeBlock {
@@ -55,6 +58,7 @@ const VACANT: LargeBlock = LargeBlock {
     map_len: 0,
     locked: false,
     array: false,
+    protected: false,
 };
 
 /// An empty registry (no table yet, empty cache).
@@ -134,6 +138,18 @@ impl LargeHeap {
                 reg.take_cached(data_len, map_align, heap.policy() == LockPolicy::FailClosed);
             drop(reg);
             if let Some(mut block) = cached {
+                if block.protected {
+                    // SAFETY: the cached block is ours alone (taken out of
+                    // the cache above); its data pages are mapped.
+                    let opened = unsafe {
+                        sys::mprotect(block.data, block.data_len, sys::Protection::ReadWrite)
+                    };
+                    if opened.is_err() {
+                        unmap_block(heap, &block);
+                        return 0;
+                    }
+                    block.protected = false;
+                }
                 trim_tail(heap, &mut block, data_len);
                 block.size = size;
                 block.align = align;
@@ -181,8 +197,18 @@ impl LargeHeap {
     /// Frees the block at `data`. Returns `false` (and does nothing) if no
     /// live block starts there; the caller decides whether that is misuse.
     /// A Rust caller's `layout` must be the block's (size and alignment).
-    pub(crate) fn try_free(&self, heap: &Heap, data: usize, layout: Option<Layout>) -> bool {
-        let Some(block) = self.registry.lock().remove(data) else {
+    ///
+    /// `protect` (`CheckLevel::Full`): a block kept for reuse is made
+    /// `PROT_NONE` while cached, so a write after free faults at once
+    /// instead of landing in memory the next owner receives.
+    pub(crate) fn try_free(
+        &self,
+        heap: &Heap,
+        data: usize,
+        layout: Option<Layout>,
+        protect: bool,
+    ) -> bool {
+        let Some(mut block) = self.registry.lock().remove(data) else {
             return false;
         };
         if layout.is_some_and(|l| !block.matches(l)) {
@@ -200,6 +226,14 @@ impl LargeHeap {
                 wipe(block.data, block.data_len)
             }
         };
+        if protect {
+            // SAFETY: as above: the block is ours alone. Its pages stay
+            // mapped (and locked), only inaccessible, until `alloc` takes it
+            // out of the cache and opens it again.
+            let closed =
+                unsafe { sys::mprotect(block.data, block.data_len, sys::Protection::None) };
+            block.protected = closed.is_ok();
+        }
         let mut evicted = [VACANT; CACHE_SLOTS];
         let kept = self.registry.lock().put_cached(block, &mut evicted);
         for old in &evicted[..kept.unwrap_or(0)] {
@@ -381,6 +415,7 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
         align,
         locked: false,
         array: false,
+        protected: false,
     };
     // SAFETY: the data range is inside our fresh mapping.
     let usable = unsafe { sys::mprotect(data, data_len, sys::Protection::ReadWrite) }.is_ok()

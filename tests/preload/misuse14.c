@@ -63,6 +63,9 @@ int main(int argc, char **argv) {
         p[0] = 'X';
         /* Never handed out again: other sizes only. */
         for (int i = 0; i < 40; i++) churn(2 * n + 64);
+    } else if (!strcmp(c, "large_write_after_free")) {
+        free((void *)p);
+        p[n / 2] = 'X'; /* a cached large block: PROT_NONE under Full */
     } else if (!strcmp(c, "immediate_reuse")) {
         free((void *)p);
         void *q = malloc(n);
