@@ -361,7 +361,10 @@ impl SecureAlloc {
     #[inline]
     fn try_allocate(&self, heap: &Heap, layout: Layout) -> usize {
         let Some(class) = class_for(self.slot_request(layout), layout.align()) else {
-            return heap.large.alloc(heap, layout.size(), layout.align());
+            let not_newest = self.checks == CheckLevel::Full;
+            return heap
+                .large
+                .alloc(heap, layout.size(), layout.align(), not_newest);
         };
         let idx = self.policy.heap_index();
         let addr = with_cache(idx, |cache, heap| cache.pop(heap, class))

@@ -118,7 +118,10 @@ impl LargeHeap {
     /// Allocates a zeroed block of at least `size` bytes aligned to `align`.
     /// Returns 0 on failure, including for a request that could never be
     /// backed and locked (see `budget::admissible`).
-    pub(crate) fn alloc(&self, heap: &Heap, size: usize, align: usize) -> usize {
+    ///
+    /// `not_newest` (`CheckLevel::Full`): the block freed last is not taken
+    /// from the cache, so `free(p); malloc(n)` does not return `p`.
+    pub(crate) fn alloc(&self, heap: &Heap, size: usize, align: usize, not_newest: bool) -> usize {
         let page = sys::page_size();
         let Some(data_len) = size.max(1).checked_add(page - 1).map(|v| v & !(page - 1)) else {
             return 0;
@@ -134,8 +137,12 @@ impl LargeHeap {
         let map_align = align.max(page);
         {
             let mut reg = self.registry.lock();
-            let cached =
-                reg.take_cached(data_len, map_align, heap.policy() == LockPolicy::FailClosed);
+            let cached = reg.take_cached(
+                data_len,
+                map_align,
+                heap.policy() == LockPolicy::FailClosed,
+                not_newest,
+            );
             drop(reg);
             if let Some(mut block) = cached {
                 if block.protected {
@@ -629,9 +636,12 @@ impl Registry {
         data_len: usize,
         align: usize,
         need_locked: bool,
+        not_newest: bool,
     ) -> Option<LargeBlock> {
         let mut best: Option<usize> = None;
-        for (i, b) in self.cache[..self.cache_len].iter().enumerate() {
+        // Oldest first: the newest is the last entry.
+        let eligible = self.cache_len - (not_newest && self.cache_len > 0) as usize;
+        for (i, b) in self.cache[..eligible].iter().enumerate() {
             let fits = b.data_len >= data_len && b.data % align == 0 && (b.locked || !need_locked);
             if fits && best.is_none_or(|j| b.data_len < self.cache[j].data_len) {
                 best = Some(i);
