@@ -82,6 +82,31 @@ fn misuse(scenario: &str) {
                 println!("RESULT reused={} locked_kib={locked}", p == q);
                 a.dealloc(q, l);
             }
+            // Grown in place into the slot's slack, then overflowed.
+            "realloc_grow_overflow" => {
+                let new_size = match size {
+                    16 => 32,
+                    100 => 128,
+                    _ => size + size / 4,
+                };
+                let q = a.realloc(p, l, new_size);
+                eprintln!("block {:#018x}", q as usize);
+                q.add(new_size).write_volatile(b'X');
+                a.dealloc(q, Layout::from_size_align(new_size, 8).unwrap());
+            }
+            // The slot is still in quarantine when its thread exits.
+            "write_after_free_thread_exit" => {
+                let p = p as usize;
+                std::thread::spawn(move || {
+                    let q = a.alloc(l);
+                    eprintln!("block {:#018x}", q as usize);
+                    a.dealloc(q, l);
+                    q.write_volatile(b'X');
+                })
+                .join()
+                .unwrap();
+                let _ = p;
+            }
             "immediate_reuse" => {
                 a.dealloc(p, l);
                 let q = a.alloc(l);
@@ -156,9 +181,11 @@ fn churn(a: SecureAlloc, l: Layout, n: usize) {
 }
 
 fn block_of(stderr: &str, label: &str) -> String {
+    // The last one printed: a case that moves to another block names it.
     stderr
         .lines()
-        .find_map(|l| l.strip_prefix(label))
+        .filter_map(|l| l.strip_prefix(label))
+        .next_back()
         .unwrap_or("?")
         .trim()
         .to_string()
@@ -190,6 +217,29 @@ const RUST_CASES: &[(&str, usize, &str, &str)] = &[
     ("underflow_1", 4096, "full", "heap overflow"),
     ("underflow_16", 100, "full", "heap overflow"),
     ("underflow_32", 4096, "full", "heap overflow"),
+    // Found by the attack review: a block grown in place kept no slack;
+    // sizes just under 16 KiB are large blocks under `Full`; a thread that
+    // exits hands its quarantine back.
+    ("realloc_grow_overflow", 16, "full", "heap overflow"),
+    ("realloc_grow_overflow", 100, "full", "heap overflow"),
+    ("realloc_grow_overflow", 4096, "full", "heap overflow"),
+    ("overflow_1", 16370, "full", "heap overflow"),
+    ("overflow_1", 16383, "full", "heap overflow"),
+    ("overflow_1", 16369, "full", "heap overflow"),
+    ("overflow_1", 100_000, "default", "heap overflow"),
+    ("overflow_16", 100_000, "full", "heap overflow"),
+    (
+        "write_after_free_thread_exit",
+        100,
+        "full",
+        "write after free",
+    ),
+    (
+        "write_after_free_thread_exit",
+        4096,
+        "full",
+        "write after free",
+    ),
     ("write_after_free_no_reuse", 8, "full", "write after free"),
     (
         "write_after_free_no_reuse",

@@ -397,10 +397,9 @@ impl SecureAlloc {
     fn free_large(&self, addr: usize, layout: Option<Layout>) {
         let own = self.policy.heap_index();
         for idx in [own, 1 - own] {
-            let protect = self.checks == CheckLevel::Full;
             if HEAPS[idx]
                 .large
-                .try_free(&HEAPS[idx], addr, layout, protect)
+                .try_free(&HEAPS[idx], addr, layout, self.checks)
             {
                 return;
             }
@@ -417,7 +416,13 @@ impl SecureAlloc {
                 let Some(size) = meta.live_size(slot) else {
                     fatal(FatalKind::UseAfterFree);
                 };
-                if class_for(new_size, layout.align()) != Some(class) {
+                // Under `Full` the slot must keep its slack past the new
+                // size too (a block grown into its slack in place lost its
+                // overflow check: found by the issue-14 attack review).
+                let request = self.slot_request(
+                    Layout::from_size_align(new_size, layout.align()).unwrap_or(layout),
+                );
+                if class_for(request, layout.align()) != Some(class) {
                     return false;
                 }
                 if new_size < size {

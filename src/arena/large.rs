@@ -16,7 +16,7 @@
 use super::budget;
 use super::heap::{round_up, Heap};
 use super::wipe::{wipe, wipe_resident};
-use super::LockPolicy;
+use super::{CheckLevel, LockPolicy};
 use crate::fatal::{fatal, FatalKind};
 use crate::sync::{Mutex, Rank};
 use crate::sys;
@@ -205,7 +205,7 @@ impl LargeHeap {
     /// live block starts there; the caller decides whether that is misuse.
     /// A Rust caller's `layout` must be the block's (size and alignment).
     ///
-    /// `protect` (`CheckLevel::Full`): a block kept for reuse is made
+    /// Under `CheckLevel::Full` a block kept for reuse is made
     /// `PROT_NONE` while cached, so a write after free faults at once
     /// instead of landing in memory the next owner receives.
     pub(crate) fn try_free(
@@ -213,13 +213,17 @@ impl LargeHeap {
         heap: &Heap,
         data: usize,
         layout: Option<Layout>,
-        protect: bool,
+        checks: CheckLevel,
     ) -> bool {
+        let protect = checks == CheckLevel::Full;
         let Some(mut block) = self.registry.lock().remove(data) else {
             return false;
         };
         if layout.is_some_and(|l| !block.matches(l)) {
             fatal(FatalKind::LayoutMismatch);
+        }
+        if checks != CheckLevel::Off {
+            check_large_slack(&block, protect);
         }
         // SAFETY: the block was live and is now ours alone: the registry no
         // longer lists it and the caller gave up its pointer.
@@ -382,6 +386,30 @@ impl LargeHeap {
         for block in &blocks[..cached] {
             unmap_block(heap, block);
         }
+    }
+}
+
+/// The slack past a large block's requested size, up to the end of its
+/// pages, is never the caller's and is zero unless something wrote past the
+/// end (the guard after it only catches a write that crosses the page).
+/// Checked at free: 16 bytes by default, all of it under `CheckLevel::Full`
+/// (`full`). Sizes just under 16 KiB become large blocks under `Full` (the
+/// slot request with its slack is over the largest class): their overflows
+/// went unseen until this (found by the issue-14 attack review).
+fn check_large_slack(block: &LargeBlock, full: bool) {
+    let end = if full {
+        block.data_len
+    } else {
+        block.data_len.min(block.size + 16)
+    };
+    let mut acc = 0u8;
+    for at in block.size..end {
+        // SAFETY: `[data, data + data_len)` is the block's own mapping,
+        // readable (it was live until now) and no longer the caller's.
+        acc |= unsafe { core::ptr::read_volatile((block.data + at) as *const u8) };
+    }
+    if acc != 0 {
+        crate::fatal::fatal_at(FatalKind::HeapOverflow, block.data);
     }
 }
 
