@@ -253,6 +253,18 @@ impl Drop for Plaintext {
     }
 }
 
+/// The allocator of plaintext buffers: the fail-closed arena, and under a
+/// lock limit one whose frees go straight to the central lists, so that
+/// the room a create leaves for a read (see [`room_for_a_view`]) is a slot
+/// any thread's read can take, not one parked in the creator's cache.
+fn view_allocator() -> SecureAlloc {
+    if crate::arena::budget::lock_unlimited_at_start() {
+        SecureAlloc::new()
+    } else {
+        SecureAlloc::new().freeing_to_central()
+    }
+}
+
 /// A locked buffer for the plaintext of a `len`-byte secret: room for the
 /// padded plaintext and the tag, and sized like the secret's cell, so that
 /// views and cells of small secrets come from the same size class and share
@@ -260,7 +272,7 @@ impl Drop for Plaintext {
 /// tight `RLIMIT_MEMLOCK` that is the difference of a whole slab).
 fn new_plain_buf(len: usize) -> Result<PlainBuf, Error> {
     let capacity = cell_layout(len).map(|l| l.size()).unwrap_or(len);
-    let mut buf = PlainBuf::new_in(SecureAlloc::new());
+    let mut buf = PlainBuf::new_in(view_allocator());
     buf.try_reserve_exact(capacity).map_err(|_| arena_error())?;
     Ok(buf)
 }
@@ -396,12 +408,24 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     pub fn new_in(value: T, alloc: A) -> Result<Self, Error> {
         // The key page first: it is the one piece of locked memory every
         // secret needs, so it must not lose the budget to arena slabs.
-        key_ready()?;
+        if let Err(e) = key_ready() {
+            // The value's own memory is wiped on every path, failures too
+            // (it was dropped unwiped here: found by the issue-12 attack
+            // review, after `purge`, in a forked child, with no budget).
+            value.discard();
+            return Err(e);
+        }
         let value = match value.into_owned_bytes() {
             Ok(bytes) => return Self::seal_new_owned(bytes, alloc, 0),
             Err(value) => value,
         };
-        let mut plain = new_plain_buf(value.plaintext_len())?;
+        let mut plain = match new_plain_buf(value.plaintext_len()) {
+            Ok(plain) => plain,
+            Err(e) => {
+                value.discard();
+                return Err(e);
+            }
+        };
         if value.plaintext_len() >= IN_BUFFER_MIN
             && fail_closed_arena(&alloc)
             && crate::arena::budget::lock_unlimited_at_start()
@@ -434,7 +458,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
             let mut plain = match new_plain_buf(len) {
                 Ok(plain) => plain,
                 Err(e) => {
-                    wipe_vec(bytes);
+                    protect::wipe_vec_whole(bytes);
                     return Err(e);
                 }
             };
@@ -445,7 +469,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let room = match room_for_a_view(len) {
             Ok(room) => room,
             Err(e) => {
-                wipe_vec(bytes);
+                protect::wipe_vec_whole(bytes);
                 return Err(e);
             }
         };
@@ -454,7 +478,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         bytes.resize(padded, 0);
         let sealed = Self::seal_owned_bytes(&mut bytes, len, alloc, expires_at_ns);
         drop(room);
-        wipe_vec(bytes);
+        protect::wipe_vec_whole(bytes);
         sealed
     }
 
@@ -1040,28 +1064,17 @@ impl<T: Protect, A: Allocator> PartialEq for Secret<T, A> {
 /// Under a lock limit, makes sure that a secret of `len` bytes created now
 /// can be read afterwards: a read needs a locked view of the cell's size,
 /// so a create must leave room for one more (`IN_BUFFER_MIN` explains how
-/// the budget filled with secrets that could not be read). When this
-/// thread's cache already holds two slots of the cell's class — one for
-/// the cell, one left over — nothing is allocated; otherwise a view-sized
+/// the budget filled with secrets that could not be read). A view-sized
 /// buffer is held while the cell is allocated (the returned guard), as the
-/// copying path does with its plaintext buffer.
+/// copying path does with its plaintext buffer; freed, it goes to the
+/// central lists, where a read on any thread finds it. (Counting the slots
+/// in this thread's cache instead left the room where only the creating
+/// thread could use it: found by the issue-12 attack review.)
 fn room_for_a_view(len: usize) -> Result<Option<PlainBuf>, Error> {
     if crate::arena::budget::lock_unlimited_at_start() {
         return Ok(None);
     }
-    let layout = cell_layout(len)?;
-    if SecureAlloc::new().cached_slots(layout) >= 2 {
-        return Ok(None);
-    }
     new_plain_buf(len).map(Some)
-}
-
-/// Wipes a value's own buffer, its whole capacity, and frees it.
-fn wipe_vec(mut bytes: Vec<u8>) {
-    // SAFETY: `bytes` owns its `capacity()` bytes and is dropped next.
-    unsafe { protect::wipe_owned_buffer(bytes.as_mut_ptr(), bytes.capacity()) };
-    // SAFETY: the bytes are zero, a valid `u8` each; nothing reads them.
-    unsafe { bytes.set_len(0) };
 }
 
 /// Allocates a cell from `alloc` and writes the sealed body into it.

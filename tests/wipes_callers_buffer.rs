@@ -104,6 +104,38 @@ fn boxed_slice_is_wiped() {
     assert_eq!(s.expose(|b| b.len()).unwrap(), 64);
 }
 
+/// A create that fails (here: after `purge`, so the key is gone) still
+/// wipes the value's buffer: found by the issue-12 attack review, which saw
+/// the plaintext go back to the allocator. Runs last: `purge` is final.
+fn a_failed_create_wipes_the_buffer_too() {
+    secalloc::purge();
+    let mut v = Vec::with_capacity(100);
+    v.extend_from_slice(&[0xA5u8; 64]);
+    watch(v.as_ptr());
+    assert!(Secret::new(v).is_err(), "a create after purge must fail");
+    assert_eq!(
+        outcome(),
+        FREED_ZERO,
+        "the Vec's buffer was freed with data in it"
+    );
+    let text = String::from("correct horse battery staple");
+    watch(text.as_ptr());
+    assert!(Secret::new(text).is_err());
+    assert_eq!(
+        outcome(),
+        FREED_ZERO,
+        "the String's buffer was freed with data in it"
+    );
+    let boxed: Box<[u8]> = vec![0x77u8; 48].into_boxed_slice();
+    watch(boxed.as_ptr());
+    assert!(Secret::new(boxed).is_err());
+    assert_eq!(
+        outcome(),
+        FREED_ZERO,
+        "the Box's buffer was freed with data in it"
+    );
+}
+
 fn control_an_ordinary_drop_is_seen_dirty() {
     let v = vec![0xEEu8; 64];
     watch(v.as_ptr());
@@ -130,6 +162,10 @@ fn main() {
         (
             "control_an_ordinary_drop_is_seen_dirty",
             control_an_ordinary_drop_is_seen_dirty,
+        ),
+        (
+            "a_failed_create_wipes_the_buffer_too",
+            a_failed_create_wipes_the_buffer_too,
         ),
     ]);
 }

@@ -45,6 +45,9 @@ pub(crate) static HEAPS: [Heap; HEAP_COUNT] = [
 pub struct SecureAlloc {
     policy: LockPolicy,
     checks: CheckLevel,
+    /// Frees go straight to the central lists, never to the freeing
+    /// thread's cache (see [`SecureAlloc::freeing_to_central`]).
+    central_frees: bool,
 }
 
 impl Default for SecureAlloc {
@@ -66,6 +69,7 @@ impl SecureAlloc {
         SecureAlloc {
             policy: LockPolicy::FailClosed,
             checks: CheckLevel::Default,
+            central_frees: false,
         }
     }
 
@@ -83,6 +87,7 @@ impl SecureAlloc {
         SecureAlloc {
             policy: LockPolicy::BestEffort,
             checks: CheckLevel::Default,
+            central_frees: false,
         }
     }
 
@@ -98,6 +103,7 @@ impl SecureAlloc {
         SecureAlloc {
             policy,
             checks: CheckLevel::Default,
+            central_frees: false,
         }
     }
 
@@ -113,8 +119,22 @@ impl SecureAlloc {
     /// ```
     pub const fn with_checks(self, level: CheckLevel) -> SecureAlloc {
         SecureAlloc {
-            policy: self.policy,
             checks: level,
+            ..self
+        }
+    }
+
+    /// This allocator with its frees handed straight to the central lists:
+    /// a slot it frees is at once available to every thread, not kept in
+    /// the freeing thread's cache. For the plaintext views of `Secret`
+    /// under a lock limit, where the room a create leaves for a read must
+    /// be usable by a read on any thread (a slot in the creator's cache was
+    /// not: every read from another thread was refused once the budget was
+    /// full — found by the issue-12 attack review).
+    pub(crate) const fn freeing_to_central(self) -> SecureAlloc {
+        SecureAlloc {
+            central_frees: true,
+            ..self
         }
     }
 
@@ -291,22 +311,6 @@ impl SecureAlloc {
         &HEAPS[self.policy.heap_index()]
     }
 
-    /// Free slots that an allocation of `layout` on this thread could take
-    /// from the thread's own cache: 0 for a large block, or when the
-    /// thread has no cache (a heap of small slabs caches nothing).
-    pub(crate) fn cached_slots(&self, layout: Layout) -> usize {
-        let Some(class) = class_for(layout.size(), layout.align()) else {
-            return 0;
-        };
-        with_cache(self.policy.heap_index(), |cache, _| cache.cached(class)).unwrap_or(0)
-    }
-
-    /// Whether this policy's heap commits its slabs page by page (a lock
-    /// limit below 4 MiB): memory kept idle there is budget kept from others.
-    pub(crate) fn small_slabs(&self) -> bool {
-        self.heap().small_slabs()
-    }
-
     /// Allocates `layout`; null on failure. `layout.size()` may be 0 (served
     /// as one byte).
     ///
@@ -384,7 +388,7 @@ impl SecureAlloc {
     fn free_raw(&self, addr: usize, layout: Option<Layout>) {
         for (idx, heap) in HEAPS.iter().enumerate() {
             if heap.owns(addr) {
-                return free_small(idx, heap, addr, layout, self.checks);
+                return free_small(idx, heap, addr, layout, self.checks, self.central_frees);
             }
         }
         self.free_large(addr, layout);
@@ -501,7 +505,14 @@ impl SecureAlloc {
 
 /// Frees the slot at `addr` in `heap` (number `idx`), which owns it.
 #[inline]
-fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>, checks: CheckLevel) {
+fn free_small(
+    idx: usize,
+    heap: &Heap,
+    addr: usize,
+    layout: Option<Layout>,
+    checks: CheckLevel,
+    central: bool,
+) {
     let (_, meta, class, slot) = heap.locate(addr);
     if layout.is_some_and(|l| !layout_fits_class(l, class)) {
         fatal(FatalKind::LayoutMismatch);
@@ -519,7 +530,7 @@ fn free_small(idx: usize, heap: &Heap, addr: usize, layout: Option<Layout>, chec
     // Small slabs: no thread caches, so a freed slot can empty its slab and
     // give its pages back at once (the flag shares a line with `base`,
     // which `locate` just read).
-    let cached = if heap.small_slabs() {
+    let cached = if heap.small_slabs() || central {
         None
     } else if checks == CheckLevel::Full {
         with_cache(idx, |cache, heap| {

@@ -102,11 +102,6 @@ impl HeapCache {
         batch[0]
     }
 
-    /// How many free slots of `class` this cache holds.
-    pub(crate) fn cached(&self, class: usize) -> usize {
-        self.len[class] as usize
-    }
-
     /// Caches a wiped, non-live slot of `class`, handing half the stack back
     /// to `heap` when it is full.
     #[inline]

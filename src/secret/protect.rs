@@ -59,6 +59,13 @@ pub trait Protect: Sized {
         Err(self)
     }
 
+    /// Disposes of a value that could not be sealed, wiping its own memory
+    /// as [`Protect::into_plaintext`] would. The default drops it.
+    #[doc(hidden)]
+    fn discard(self) {
+        drop(self);
+    }
+
     /// Checks that `plain` holds a valid value (after decryption).
     fn check(plain: &PlainBuf) -> Result<(), Error>;
 
@@ -120,6 +127,11 @@ impl<T: Plain> Protect for T {
         copied
     }
 
+    fn discard(mut self) {
+        // SAFETY: zero bytes are a valid `T` (Plain), and `self` is ours.
+        unsafe { zeroize::zeroize_flat_type(&mut self) };
+    }
+
     fn check(plain: &PlainBuf) -> Result<(), Error> {
         const {
             assert!(
@@ -152,6 +164,12 @@ impl Protect for Vec<u8> {
 
     fn plaintext_len(&self) -> usize {
         self.len()
+    }
+
+    fn discard(self) {
+        if let Ok(bytes) = self.into_owned_bytes() {
+            wipe_vec_whole(bytes);
+        }
     }
 
     fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
@@ -190,6 +208,12 @@ impl Protect for Box<[u8]> {
         self.len()
     }
 
+    fn discard(self) {
+        if let Ok(bytes) = self.into_owned_bytes() {
+            wipe_vec_whole(bytes);
+        }
+    }
+
     fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
         // The same allocation, capacity == length.
         Ok(self.into_vec())
@@ -220,6 +244,12 @@ impl Protect for String {
 
     fn plaintext_len(&self) -> usize {
         self.len()
+    }
+
+    fn discard(self) {
+        if let Ok(bytes) = self.into_owned_bytes() {
+            wipe_vec_whole(bytes);
+        }
     }
 
     fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
@@ -290,6 +320,14 @@ fn try_grow(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
 pub(crate) unsafe fn wipe_owned_buffer(ptr: *mut u8, capacity: usize) {
     // SAFETY: forwarded from the caller.
     unsafe { crate::arena::wipe::wipe_raw(ptr, capacity) };
+}
+
+/// Wipes a heap buffer's whole capacity and frees it.
+pub(crate) fn wipe_vec_whole(mut bytes: Vec<u8>) {
+    // SAFETY: `bytes` owns its `capacity()` bytes and is dropped next.
+    unsafe { wipe_owned_buffer(bytes.as_mut_ptr(), bytes.capacity()) };
+    // SAFETY: the bytes are zero, a valid `u8` each; nothing reads them.
+    unsafe { bytes.set_len(0) };
 }
 
 pub(crate) fn append(out: &mut PlainBuf, bytes: &[u8]) {

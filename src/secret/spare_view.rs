@@ -8,8 +8,9 @@
 //! access on that thread takes it. Nested accesses find the spare taken and
 //! allocate as before.
 //!
-//! Never under a small lock budget: there a kept buffer would pin a locked
-//! slab page that the arena gives back when the last secret is dropped.
+//! Never under a lock limit: there a kept buffer is budget parked where
+//! only its thread can use it (and in a small-slab heap it would pin a
+//! locked page that the arena gives back when the last secret is dropped).
 
 use super::{new_plain_buf, sealed_len, Error, PlainBuf, NONCE_LEN, TAG_LEN};
 use crate::arena::wipe::wipe_raw;
@@ -42,7 +43,7 @@ pub(super) fn take(len: usize) -> Result<PlainBuf, Error> {
 /// Ends an access: wipes `buf` and keeps it as the thread's spare if it is
 /// small, or frees it (the arena wipes it) otherwise.
 pub(super) fn give_back(mut buf: PlainBuf) {
-    if buf.capacity() > SPARE_MAX || crate::SecureAlloc::new().small_slabs() {
+    if buf.capacity() > SPARE_MAX || !crate::arena::budget::lock_unlimited_at_start() {
         return; // dropped: the arena wipes every freed byte
     }
     // SAFETY: `buf` owns `capacity()` bytes; they are wiped before the
