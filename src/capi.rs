@@ -309,18 +309,30 @@ impl CSurface {
     pub fn cxx_new(&self, size: usize, align: usize, array: bool) -> *mut c_void {
         let p = self.alloc(size, align.max(MALLOC_ALIGN));
         if !p.is_null() {
-            self.cxx_record(p, array);
+            self.cxx_record(p, array, None);
         }
         p
     }
 
     /// Records that the block at `p` (from any allocation function here)
-    /// now belongs to C++ `new` (`array`: `new[]`). Boot and zero-size
-    /// blocks carry no record: their deletes are not checked.
-    pub fn cxx_record(&self, p: *mut c_void, array: bool) {
-        if !is_static(p) {
-            allocator().set_array_kind(p as usize, array);
+    /// now belongs to C++ `new` (`array`: `new[]`), with `size` the size
+    /// the program asked for when the block was made for another (the C++
+    /// runtime's aligned `new` rounds it up). Boot and zero-size blocks
+    /// carry no record: their deletes are not checked.
+    pub fn cxx_record(&self, p: *mut c_void, array: bool, size: Option<usize>) {
+        if !p.is_null() && !is_static(p) {
+            allocator().record_cxx(p as usize, array, size);
         }
+    }
+
+    /// C++ `operator delete` without any check: a free, for a program
+    /// that replaced some of the operators (see `preload/src/cxx.rs`).
+    ///
+    /// # Safety
+    /// As [`Self::free`].
+    pub unsafe fn cxx_delete_unchecked(&self, ptr: *mut c_void) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free(ptr) }
     }
 
     /// C++ `operator delete` (`array`: `delete[]`; `size`: the sized

@@ -240,49 +240,81 @@ impl SecureAlloc {
     }
 
     /// Records that the live block at `addr` came from `new[]` (`array`) or
-    /// from scalar `new`.
-    pub(crate) fn set_array_kind(&self, addr: usize, array: bool) {
+    /// from scalar `new`, and, with `size`, the size the C++ program asked
+    /// for (the runtime's aligned `new` asks `aligned_alloc` for a rounded
+    /// size: its sized `delete` names the original one).
+    pub(crate) fn record_cxx(&self, addr: usize, array: bool, size: Option<usize>) {
         for heap in &HEAPS {
             if heap.owns(addr) {
                 let (_, meta, _, slot) = heap.locate(addr);
                 meta.set_array(slot, array);
+                if let Some(size) = size {
+                    if meta.live_size(slot).is_some_and(|live| size <= live) {
+                        meta.set_live_size(slot, size);
+                    }
+                }
                 return;
             }
         }
         for heap in &HEAPS {
-            if heap.large.set_array(addr, array) {
+            if heap.large.record_cxx(addr, array, size) {
                 return;
             }
         }
     }
 
+    /// The live block starting exactly at `addr`: its requested size and
+    /// whether C++ `new[]` made it. Never aborts.
+    fn cxx_block(&self, addr: usize) -> Option<(usize, bool)> {
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                let (start, _, live, _) = heap.slot_of(addr)?;
+                if start != addr || !live {
+                    return None;
+                }
+                let (_, meta, _, slot) = heap.locate(addr);
+                return meta.live_size(slot).map(|size| (size, meta.is_array(slot)));
+            }
+        }
+        HEAPS
+            .iter()
+            .find_map(|heap| heap.large.find(addr))
+            .map(|block| (block.size, block.array))
+    }
+
     /// Before C++ `delete` (`array`: `delete[]`, `size`: the sized forms)
     /// frees `addr`: aborts if the block came from the other form of `new`
     /// (`mismatched new/delete`) or a sized delete names another size than
-    /// the block's (`sized delete with the wrong size`). A pointer that is
-    /// no live block is left to the free that follows, which reports it.
+    /// the block's (`sized delete with the wrong size`). A `new T[n]` whose
+    /// `T` has a destructor keeps `n` in a cookie before the elements, so a
+    /// scalar `delete` of it arrives 8 or 16 bytes past the block, and a
+    /// `delete[]` of a scalar `new` block as many bytes before: those are
+    /// reported as the mismatch they are, at the block's address (they came
+    /// out as invalid frees: found by the issue-14 attack review). Any
+    /// other pointer that is no live block is left to the free that
+    /// follows, which reports it.
     pub(crate) fn cxx_check_delete(&self, addr: usize, size: Option<usize>, array: bool) {
-        let found = HEAPS
-            .iter()
-            .find(|heap| heap.owns(addr))
-            .map(|heap| {
-                let (_, meta, _, slot) = heap.locate(addr);
-                meta.live_size(slot).map(|live| (live, meta.is_array(slot)))
-            })
-            .unwrap_or_else(|| {
-                HEAPS
-                    .iter()
-                    .find_map(|heap| heap.large.find(addr))
-                    .map(|block| (block.size, block.array))
-            });
-        let Some((live, was_array)) = found else {
+        if let Some((live, was_array)) = self.cxx_block(addr) {
+            if was_array != array {
+                crate::fatal::fatal_at(FatalKind::MismatchedDelete, addr);
+            }
+            if size.is_some_and(|size| size != live) {
+                crate::fatal::fatal_at(FatalKind::SizedDeleteMismatch, addr);
+            }
             return;
-        };
-        if was_array != array {
-            crate::fatal::fatal_at(FatalKind::MismatchedDelete, addr);
         }
-        if size.is_some_and(|size| size != live) {
-            crate::fatal::fatal_at(FatalKind::SizedDeleteMismatch, addr);
+        for cookie in [8usize, 16] {
+            let block = if array {
+                addr.wrapping_add(cookie)
+            } else {
+                addr.wrapping_sub(cookie)
+            };
+            if self
+                .cxx_block(block)
+                .is_some_and(|(_, was_array)| was_array != array)
+            {
+                crate::fatal::fatal_at(FatalKind::MismatchedDelete, block);
+            }
         }
     }
 

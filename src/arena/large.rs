@@ -188,15 +188,19 @@ impl LargeHeap {
         reg.find(data).map(|i| reg.entry(i))
     }
 
-    /// Records whether the live block at `data` came from C++ `new[]`;
+    /// Records whether the live block at `data` came from C++ `new[]`, and
+    /// with `size` the size the program asked for (not above the block's);
     /// `false` if no live block starts there.
-    pub(crate) fn set_array(&self, data: usize, array: bool) -> bool {
+    pub(crate) fn record_cxx(&self, data: usize, array: bool, size: Option<usize>) -> bool {
         let mut reg = self.registry.lock();
         let Some(i) = reg.find(data) else {
             return false;
         };
         let mut block = reg.entry(i);
         block.array = array;
+        if let Some(size) = size.filter(|&size| size <= block.size) {
+            block.size = size;
+        }
         reg.set_entry(i, block);
         true
     }

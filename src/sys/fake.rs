@@ -216,3 +216,13 @@ pub fn sleep_briefly() {
 pub fn next_symbol(_name: &core::ffi::CStr) -> usize {
     0
 }
+
+/// No dynamic linker under loom: 0.
+pub fn global_symbol(_name: &core::ffi::CStr) -> usize {
+    0
+}
+
+/// No loader under loom.
+pub fn same_object(_a: usize, _b: usize) -> bool {
+    false
+}

@@ -730,3 +730,25 @@ pub fn next_symbol(name: &core::ffi::CStr) -> usize {
     // SAFETY: `name` is NUL-terminated; `RTLD_NEXT` is a valid handle.
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
 }
+
+/// The first definition of the symbol `name` in the process's global
+/// search order (`dlsym(RTLD_DEFAULT, name)`), or 0: whether a program
+/// replaced a function the preload also defines. May allocate (through
+/// the C library's `malloc`): never call it with a lock held.
+pub fn global_symbol(name: &core::ffi::CStr) -> usize {
+    // SAFETY: `name` is NUL-terminated; `RTLD_DEFAULT` is a valid handle.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
+}
+
+/// Whether the code addresses `a` and `b` lie in the same loaded object
+/// (executable or shared library), by `dladdr`'s base addresses.
+pub fn same_object(a: usize, b: usize) -> bool {
+    let base = |addr: usize| {
+        // SAFETY: `dladdr` only reads the loader's tables and fills `info`.
+        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+        // SAFETY: as above; `info` is a valid out-parameter.
+        let found = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
+        (found != 0).then_some(info.dli_fbase as usize)
+    };
+    matches!((base(a), base(b)), (Some(x), Some(y)) if x == y)
+}

@@ -215,3 +215,13 @@ pub fn sleep_briefly() {
 pub fn next_symbol(_name: &core::ffi::CStr) -> usize {
     0
 }
+
+/// No dynamic linker lookup here: 0.
+pub fn global_symbol(_name: &core::ffi::CStr) -> usize {
+    0
+}
+
+/// No loader tables here.
+pub fn same_object(_a: usize, _b: usize) -> bool {
+    false
+}

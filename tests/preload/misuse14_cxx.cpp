@@ -21,6 +21,17 @@ __attribute__((noinline)) static void array_delete(char *p) {
     delete[] p;
 }
 
+// A type with a destructor: `new Dtor[n]` keeps n in a cookie before the
+// elements, so the pointer the program holds is 8 bytes into the block.
+struct Dtor {
+    char c[24];
+    ~Dtor() { c[0] = 0; }
+};
+__attribute__((noinline)) static void scalar_delete_dtor(Dtor *p) {
+    __asm__ volatile("" : "+r"(p));
+    delete p;
+}
+
 struct alignas(64) Wide {
     char bytes[64];
 };
@@ -34,6 +45,11 @@ int main(int argc, char **argv) {
         printf("block %p\n", (void *)p);
         fflush(stdout);
         scalar_delete(p);
+    } else if (!strcmp(c, "new_dtor_array_then_delete")) {
+        Dtor *d = new Dtor[n];
+        printf("block %p\n", (void *)(reinterpret_cast<char *>(d) - sizeof(size_t)));
+        fflush(stdout);
+        scalar_delete_dtor(d);
     } else if (!strcmp(c, "new_then_delete_array")) {
         char *p = static_cast<char *>(::operator new(n));
         printf("block %p\n", (void *)p);
