@@ -493,37 +493,47 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
     ) -> Result<Self, Error> {
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let id = next_id();
-        for _ in 0..STALE_RETRIES {
-            let done = with_key(|material| {
-                let stored = material.next_nonce()?;
-                let epoch = material.epoch();
-                let tag = material
-                    .key()
-                    .seal_in_place_separate_tag(nonce(stored), aad(id, len, epoch), bytes)
-                    .map_err(|_| Error::KeyUnavailable)?;
-                let mut tag_bytes = [0u8; TAG_LEN];
-                tag_bytes.copy_from_slice(tag.as_ref());
-                let (cell, layout) = new_cell(&alloc, &stored, bytes, &tag_bytes)?;
-                match Self::register_cell(cell, layout, len32, id, &alloc, expires_at_ns, epoch)? {
-                    Some(entry) => Ok(Some(entry)),
-                    None => {
-                        // Stale: back to plaintext, to be sealed again
-                        // under the key now current.
-                        material
-                            .key()
-                            .open_in_place_separate_tag(
-                                nonce(stored),
-                                aad(id, len, epoch),
-                                tag,
-                                bytes,
-                                0..,
-                            )
-                            .map_err(|_| Error::Tampered)?;
-                        Ok(None)
-                    }
+        Self::commit_with_retries(alloc, |material, alloc| {
+            let stored = material.next_nonce()?;
+            let epoch = material.epoch();
+            let tag = material
+                .key()
+                .seal_in_place_separate_tag(nonce(stored), aad(id, len, epoch), bytes)
+                .map_err(|_| Error::KeyUnavailable)?;
+            let mut tag_bytes = [0u8; TAG_LEN];
+            tag_bytes.copy_from_slice(tag.as_ref());
+            let (cell, layout) = new_cell(alloc, &stored, bytes, &tag_bytes)?;
+            match Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns, epoch)? {
+                Some(entry) => Ok(Some(entry)),
+                None => {
+                    // Stale: back to plaintext, to be sealed again under
+                    // the key now current.
+                    material
+                        .key()
+                        .open_in_place_separate_tag(
+                            nonce(stored),
+                            aad(id, len, epoch),
+                            tag,
+                            bytes,
+                            0..,
+                        )
+                        .map_err(|_| Error::Tampered)?;
+                    Ok(None)
                 }
-            })?;
-            if let Some(entry) = done {
+            }
+        })
+    }
+
+    /// Runs `attempt` (a seal, a cell and its registration) with the current
+    /// key until it commits: `Ok(None)` from it means its commit came back
+    /// stale (a re-key switched keys between its seal and its commit, and
+    /// it undid its seal), and it runs again under the key now current.
+    fn commit_with_retries(
+        alloc: A,
+        mut attempt: impl FnMut(&KeyMaterial, &A) -> Result<Option<&'static Entry>, Error>,
+    ) -> Result<Self, Error> {
+        for _ in 0..STALE_RETRIES {
+            if let Some(entry) = with_key(|material| attempt(material, &alloc))? {
                 return Ok(Secret {
                     entry,
                     alloc,
@@ -647,28 +657,18 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
         let len = plain.len();
         let len32 = u32::try_from(len).map_err(|_| Error::AllocFailed)?;
         let id = next_id();
-        for _ in 0..STALE_RETRIES {
-            let done = with_key(|material| {
-                let sealed = seal_tail_in_place(material, &mut plain, 0, id)?;
-                let (cell, layout) = new_cell(&alloc, &sealed.0, &plain, &sealed.1)?;
-                let epoch = material.epoch();
-                match Self::register_cell(cell, layout, len32, id, &alloc, expires_at_ns, epoch)? {
-                    Some(entry) => Ok(Some(entry)),
-                    None => {
-                        unseal_tail_in_place(material, &mut plain, 0, len, id, sealed)?;
-                        Ok(None)
-                    }
+        Self::commit_with_retries(alloc, |material, alloc| {
+            let sealed = seal_tail_in_place(material, &mut plain, 0, id)?;
+            let (cell, layout) = new_cell(alloc, &sealed.0, &plain, &sealed.1)?;
+            let epoch = material.epoch();
+            match Self::register_cell(cell, layout, len32, id, alloc, expires_at_ns, epoch)? {
+                Some(entry) => Ok(Some(entry)),
+                None => {
+                    unseal_tail_in_place(material, &mut plain, 0, len, id, sealed)?;
+                    Ok(None)
                 }
-            })?;
-            if let Some(entry) = done {
-                return Ok(Secret {
-                    entry,
-                    alloc,
-                    holds: PhantomData,
-                });
             }
-        }
-        Err(Error::KeyUnavailable)
+        })
     }
 
     /// Decrypts into a fresh locked buffer.

@@ -8,21 +8,12 @@ mod support;
 use secalloc::{Secret, SecureAlloc};
 use support::{
     child_result, child_scenario, has_cap_ipc_lock, memlock_soft_limit, run_unprivileged_child,
+    vm_lck_kib,
 };
 
 const LIMIT: u64 = 64 * 1024;
 const COUNT: usize = 100;
 const TEST: &str = "a_hundred_secrets_live_and_read_back_under_a_64_kib_lock_limit";
-
-/// The kernel's count of this process's locked memory, in KiB.
-fn vm_lck_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 fn child() {
     let before = vm_lck_kib();

@@ -78,7 +78,7 @@ fn misuse(scenario: &str) {
                 a.dealloc(p2, l);
                 let q = a.alloc(l);
                 q.write_bytes(9, size);
-                let locked = locked_kib();
+                let locked = vm_lck_kib();
                 println!("RESULT reused={} locked_kib={locked}", p == q);
                 a.dealloc(q, l);
             }
@@ -134,6 +134,34 @@ fn misuse(scenario: &str) {
     }
 }
 
+/// Compiles `tests/preload/<source>` with `compiler` (and `flags`) into a
+/// fresh directory of its own; returns the directory and the program.
+fn compile(
+    compiler: &str,
+    source: &str,
+    flags: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let stem = source
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("secalloc-issue14-{stem}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join(stem);
+    let status = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&program)
+        .arg(preload_lib::root().join("tests/preload").join(source))
+        .status()
+        .expect("C/C++ compiler");
+    assert!(status.success(), "{compiler} {source}");
+    (dir, program)
+}
+
 /// Two live blocks of `l` where the second starts at the first one's slot
 /// end (`usable_size` is the slot size here); the others are freed.
 fn adjacent_pair(a: SecureAlloc, l: Layout) -> (*mut u8, *mut u8) {
@@ -157,16 +185,6 @@ fn adjacent_pair(a: SecureAlloc, l: Layout) -> (*mut u8, *mut u8) {
         unsafe { a.dealloc(b, l) };
     }
     found
-}
-
-/// This process's `VmLck`, in KiB.
-fn locked_kib() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// `n` allocations and frees of `l`, each freed at once.
@@ -357,8 +375,11 @@ fn full_checks_fault_a_write_into_a_freed_large_block() {
             result["reused"], "true",
             "{scenario}: the cached block serves it"
         );
-        let locked: usize = result["locked_kib"].parse().unwrap();
-        assert!(locked * 1024 >= size, "{scenario}: {locked} KiB locked");
+        let locked: u64 = result["locked_kib"].parse().unwrap();
+        assert!(
+            locked * 1024 >= size as u64,
+            "{scenario}: {locked} KiB locked"
+        );
     }
 }
 
@@ -388,16 +409,7 @@ fn a_stray_access_a_megabyte_from_a_large_block_faults() {
 #[test]
 fn preload_misuse_aborts_or_faults() {
     let lib = preload_lib::build_preload_lib();
-    let dir = std::env::temp_dir().join(format!("secalloc-issue14-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let program = dir.join("misuse14");
-    let status = Command::new("cc")
-        .args(["-O1", "-o"])
-        .arg(&program)
-        .arg(preload_lib::root().join("tests/preload/misuse14.c"))
-        .status()
-        .expect("C compiler");
-    assert!(status.success());
+    let (dir, program) = compile("cc", "misuse14.c", &["-O1"]);
     let cases: &[(&str, &str, &str, Option<&str>)] = &[
         ("write_after_free", "8", "default", Some("write after free")),
         (
@@ -514,16 +526,7 @@ fn preload_misuse_aborts_or_faults() {
 #[test]
 fn preload_cxx_new_delete_mismatches_abort_with_their_message() {
     let lib = preload_lib::build_preload_lib();
-    let dir = std::env::temp_dir().join(format!("secalloc-issue14-cxx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let program = dir.join("misuse14_cxx");
-    let status = Command::new("g++")
-        .args(["-O1", "-o"])
-        .arg(&program)
-        .arg(preload_lib::root().join("tests/preload/misuse14_cxx.cpp"))
-        .status()
-        .expect("C++ compiler");
-    assert!(status.success());
+    let (dir, program) = compile("g++", "misuse14_cxx.cpp", &["-O1"]);
     let run = |args: &[&str]| {
         Command::new(&program)
             .args(args)
@@ -656,21 +659,15 @@ const SUITE_MISSED_FULL: &[&str] = &["far_before 8", "far_before 4096"];
 #[test]
 fn preload_misuse_suite_catches_what_each_level_promises() {
     let lib = preload_lib::build_preload_lib();
-    let dir = std::env::temp_dir().join(format!("secalloc-issue14-suite-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let program = dir.join("misuse_suite");
-    let status = Command::new("g++")
-        .args([
+    let (dir, program) = compile(
+        "g++",
+        "misuse_suite.cpp",
+        &[
             "-O1",
             "-Wno-mismatched-new-delete",
             "-Wno-free-nonheap-object",
-            "-o",
-        ])
-        .arg(&program)
-        .arg(preload_lib::root().join("tests/preload/misuse_suite.cpp"))
-        .status()
-        .expect("C++ compiler");
-    assert!(status.success());
+        ],
+    );
     // Caught: killed by a signal (secalloc's abort or a fault), or exit 3
     // (a reuse case that got a different block). Exit 0 is a miss.
     let caught = |level: Option<&str>, case: &str, size: &str| {
@@ -739,17 +736,10 @@ fn preload_misuse_suite_catches_what_each_level_promises() {
 #[test]
 fn preload_cxx_programs_that_replace_operators_run_clean() {
     let lib = preload_lib::build_preload_lib();
-    let dir = std::env::temp_dir().join(format!("secalloc-issue14-repl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let build = |name: &str| {
-        let program = dir.join(name);
-        let status = Command::new("g++")
-            .args(["-O2", "-std=c++17", "-o"])
-            .arg(&program)
-            .arg(preload_lib::root().join(format!("tests/preload/cxx/{name}.cpp")))
-            .status()
-            .expect("C++ compiler");
-        assert!(status.success(), "{name}");
+    let mut dirs = Vec::new();
+    let mut build = |name: &str| {
+        let (dir, program) = compile("g++", &format!("cxx/{name}.cpp"), &["-O2", "-std=c++17"]);
+        dirs.push(dir);
         program
     };
     for (name, args) in [
@@ -788,5 +778,7 @@ fn preload_cxx_programs_that_replace_operators_run_clean() {
             "new_handler_reserve {kind}: {stdout}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

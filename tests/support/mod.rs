@@ -108,3 +108,14 @@ pub fn child_result(out: &Output) -> std::collections::HashMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// The kernel's count of this process's locked memory (`VmLck`), in KiB.
+#[allow(dead_code)]
+pub fn vm_lck_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
