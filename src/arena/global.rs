@@ -194,8 +194,11 @@ impl SecureAlloc {
         self.heap().ensure_ready()
     }
 
-    /// Usable bytes of the live allocation starting at `ptr` (its slot size,
+    /// Bytes the live allocation starting at `ptr` occupies (its slot size,
     /// or a large block's page-rounded size); `None` if `ptr` is not one.
+    /// Only the size that was asked for is the caller's: the rest is slack,
+    /// which the heap checks expect to find zero at free (a write there is
+    /// reported as a `heap overflow`), so do not grow into it — reallocate.
     ///
     /// ```
     /// let v = secalloc::allocator_api2::vec![in secalloc::SecureAlloc::new(); 1u8; 100];
