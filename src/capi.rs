@@ -23,7 +23,7 @@ use crate::sys;
 use crate::{CheckLevel, LockPolicy, SecureAlloc};
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// `max_align_t` on x86_64 and aarch64 Linux.
 const MALLOC_ALIGN: usize = 16;
@@ -109,8 +109,20 @@ const ZERO_REGION: usize = 1 << 20;
 static ZERO_READY: AtomicU8 = AtomicU8::new(0); // 0 not yet, 1 protected, 2 failed
 static ZERO_NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh zero-size block, or null if the region cannot be protected.
-/// Addresses repeat only after 65,536 zero-size blocks.
+/// Zero-size blocks the region holds: one per 16 bytes.
+const ZERO_BLOCKS: usize = ZERO_REGION / MALLOC_ALIGN;
+
+/// A bit per zero-size block, set while it is live: so two live blocks
+/// never share an address, and a second `free` of one is seen (it was not:
+/// found by the issue-14 attack review).
+static ZERO_LIVE: [AtomicU64; ZERO_BLOCKS / 64] = [const { AtomicU64::new(0) }; ZERO_BLOCKS / 64];
+
+/// Addresses [`zero_size_block`] tries before giving up.
+const ZERO_TRIES: usize = 64;
+
+/// A fresh zero-size block, or null if the region cannot be protected or
+/// the next [`ZERO_TRIES`] zero-size blocks are all live (the caller then
+/// takes an ordinary block).
 fn zero_size_block() -> *mut c_void {
     let start = boot_range().0 + BOOT_LEN;
     if ZERO_READY.load(Ordering::Acquire) != 1 {
@@ -124,8 +136,31 @@ fn zero_size_block() -> *mut c_void {
             return core::ptr::null_mut();
         }
     }
-    let n = ZERO_NEXT.fetch_add(1, Ordering::Relaxed) % (ZERO_REGION / MALLOC_ALIGN);
-    (start + n * MALLOC_ALIGN) as *mut c_void
+    // A few tries, not a search of the whole region: when it is (nearly)
+    // full, the caller's ordinary block is cheaper than 65,536 atomic steps
+    // (which is what a full search cost each call once 65,536 were live).
+    for _ in 0..ZERO_TRIES {
+        let n = ZERO_NEXT.fetch_add(1, Ordering::Relaxed) % ZERO_BLOCKS;
+        let bit = 1u64 << (n % 64);
+        if ZERO_LIVE[n / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            return (start + n * MALLOC_ALIGN) as *mut c_void;
+        }
+    }
+    core::ptr::null_mut()
+}
+
+/// Frees a zero-size block: aborts on a pointer that is not one's start,
+/// or on one that is not live (a double free).
+fn free_zero_block(ptr: *mut c_void) {
+    let offset = ptr as usize - (boot_range().0 + BOOT_LEN);
+    if offset % MALLOC_ALIGN != 0 {
+        crate::fatal::fatal(crate::fatal::FatalKind::InvalidFree);
+    }
+    let n = offset / MALLOC_ALIGN;
+    let bit = 1u64 << (n % 64);
+    if ZERO_LIVE[n / 64].fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+        crate::fatal::fatal(crate::fatal::FatalKind::DoubleFree);
+    }
 }
 
 fn is_zero_block(ptr: *mut c_void) -> bool {
@@ -290,10 +325,13 @@ impl CSurface {
     #[cold]
     fn alloc_zero_size(&self) -> *mut c_void {
         let p = zero_size_block();
-        if p.is_null() {
-            sys::set_errno(ENOMEM);
+        if !p.is_null() {
+            return p;
         }
-        p
+        // All 65,536 zero-size blocks live (or no `PROT_NONE` region): an
+        // ordinary one-byte block, still distinct and valid — a program may
+        // take null from `malloc(0)` for out of memory.
+        self.alloc(1, MALLOC_ALIGN)
     }
 
     /// C `malloc`.
@@ -342,8 +380,13 @@ impl CSurface {
     /// # Safety
     /// As [`Self::free`].
     pub unsafe fn cxx_delete(&self, ptr: *mut c_void, size: Option<usize>, array: bool) {
-        if ptr.is_null() || is_static(ptr) {
+        if ptr.is_null() {
             return;
+        }
+        if is_static(ptr) {
+            // Unchecked (no record), but a zero-size block's live bit goes.
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.free(ptr) };
         }
         allocator().cxx_check_delete(ptr as usize, size, array);
         // SAFETY: forwarded from the caller.
@@ -370,7 +413,12 @@ impl CSurface {
     #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut c_void) {
         if ptr.is_null() || is_static(ptr) {
-            return; // boot blocks are never reused; zero-size ones hold nothing
+            // Boot blocks are never reused; zero-size ones hold nothing but
+            // their live bit.
+            if is_zero_block(ptr) {
+                free_zero_block(ptr);
+            }
+            return;
         }
         // SAFETY: forwarded from the caller.
         unsafe { allocator().c_free(ptr as *mut u8) }
@@ -391,7 +439,11 @@ impl CSurface {
             return core::ptr::null_mut();
         }
         if is_zero_block(ptr) {
-            return self.alloc(size, MALLOC_ALIGN);
+            let new = self.alloc(size, MALLOC_ALIGN);
+            if !new.is_null() {
+                free_zero_block(ptr);
+            }
+            return new;
         }
         if is_boot(ptr) {
             let new = self.alloc(size, MALLOC_ALIGN);

@@ -88,6 +88,20 @@ int main(int argc, char **argv) {
         printf("zero %p\n", (void *)z);
         fflush(stdout);
         z[0] = 'X';
+    } else if (!strcmp(c, "zero_size_distinct")) {
+        /* Correct use: many live zero-size blocks, all distinct, freed once. */
+        static void *z[100000];
+        for (int i = 0; i < 100000; i++) z[i] = malloc(0);
+        for (int i = 0; i < 100000; i++) free(z[i]);
+        for (int i = 0; i < 100000; i++) z[i] = malloc(0);
+        /* 65,536 fit the PROT_NONE region; the rest are ordinary blocks. */
+        int nulls = 0, dup = 0;
+        for (int i = 0; i < 100000; i++) nulls += z[i] == NULL;
+        for (int i = 0; i < 65536; i++)
+            for (int j = i + 1; j < i + 64 && j < 100000; j++) dup += z[i] == z[j];
+        for (int i = 0; i < 100000; i++) free(z[i]);
+        printf("zero blocks: %d null, %d repeated\n", nulls, dup);
+        return 0;
     } else if (!strcmp(c, "zero_size_read")) {
         volatile char *z = malloc(0);
         printf("zero %p\n", (void *)z);

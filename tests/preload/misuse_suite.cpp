@@ -108,6 +108,10 @@ int main(int argc, char **argv) {
         volatile char *z = static_cast<char *>(malloc(0));
         free((void *)z);
         z[0] = 'X';
+    } else if (!strcmp(c, "zero_size_double_free")) {
+        void *volatile z = malloc(0);
+        free(z);
+        free(z);
     } else if (!strcmp(c, "double_free")) {
         free((void *)p);
         free((void *)p);
