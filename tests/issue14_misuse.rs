@@ -491,6 +491,26 @@ fn preload_misuse_aborts_or_faults() {
             }
         }
     }
+    // A correct program may write all of malloc_usable_size: it reports
+    // the requested size, large blocks too (it reported the page-rounded
+    // size, and the large-slack check then aborted Node.js at start-up:
+    // found by the second attack review).
+    for level in ["default", "full"] {
+        for size in ["8", "100", "4096", "16370", "20000", "100000", "3145728"] {
+            let out = Command::new(&program)
+                .args(["write_usable_size", size])
+                .env("LD_PRELOAD", &lib)
+                .env("SECALLOC_CHECKS", level)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout)
+                        .contains(&format!("usable {size} of {size}: ok")),
+                "write_usable_size {size} {level}: {out:?}"
+            );
+        }
+    }
     // Zero-size blocks: distinct while live, even past the 65,536 the
     // PROT_NONE region holds, and each freed once (a second free aborts:
     // the misuse suite's zero_size_double_free).
@@ -552,6 +572,9 @@ fn preload_cxx_new_delete_mismatches_abort_with_their_message() {
         // The array cookie moves the pointer into the block (found by the
         // attack review: reported as an invalid free, without the address).
         ("new_dtor_array_then_delete", "mismatched new/delete"),
+        // Over-aligned elements: the cookie is their alignment (second
+        // review: reported as an invalid free).
+        ("new_wide_dtor_array_then_delete", "mismatched new/delete"),
         ("new_then_delete_array", "mismatched new/delete"),
         (
             "sized_delete_wrong_size",
@@ -578,6 +601,51 @@ fn preload_cxx_new_delete_mismatches_abort_with_their_message() {
             );
         }
     }
+    // A double delete next to a live block is a double free (second
+    // review: it was named a mismatch with the neighbour).
+    for size in ["8", "4096"] {
+        let out = run(&["double_delete_beside_a_live_block", size]);
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default(),
+            "secalloc: fatal: double free detected",
+            "double_delete_beside_a_live_block {size}"
+        );
+    }
+    // A C host loading a C++ library RTLD_LOCAL: the runtime is found by
+    // name, and a refused `new` throws (second review: it aborted with
+    // 'no C++ runtime operator to throw').
+    let ext = dir.join("libsecalloc_local_ext.so");
+    let host = dir.join("local_host");
+    assert!(Command::new("g++")
+        .args(["-O1", "-shared", "-fPIC", "-o"])
+        .arg(&ext)
+        .arg(preload_lib::root().join("tests/preload/cxx/local_ext.cpp"))
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&host)
+        .arg(preload_lib::root().join("tests/preload/cxx/local_host.c"))
+        .arg("-ldl")
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(&host)
+        .arg(&ext)
+        .env("LD_PRELOAD", &lib)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "local_host: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "caught=1\n",
+        "local_host: {out:?}"
+    );
     for size in ["1", "100", "4096", "262144"] {
         let out = run(&["correct", size]);
         assert!(out.status.success(), "correct {size}: {out:?}");

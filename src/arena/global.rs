@@ -266,6 +266,17 @@ impl SecureAlloc {
         }
     }
 
+    /// Whether `addr` is where a small slot or a live large block starts,
+    /// live or not (for slots). Never aborts.
+    fn is_block_start(&self, addr: usize) -> bool {
+        for heap in &HEAPS {
+            if heap.owns(addr) {
+                return heap.slot_of(addr).is_some_and(|(start, ..)| start == addr);
+            }
+        }
+        false
+    }
+
     /// The live block starting exactly at `addr`: its requested size and
     /// whether C++ `new[]` made it. Never aborts.
     fn cxx_block(&self, addr: usize) -> Option<(usize, bool)> {
@@ -306,7 +317,16 @@ impl SecureAlloc {
             }
             return;
         }
-        for cookie in [8usize, 16] {
+        if self.is_block_start(addr) {
+            // A block's start that is not live: the free that follows
+            // reports the double free (a live neighbour a cookie's distance
+            // away was named instead: found by the second issue-14 review).
+            return;
+        }
+        // The cookie is 8 bytes, or the element type's alignment when that
+        // is larger (found by the same review at 32..128-byte alignment).
+        for shift in 3..=12 {
+            let cookie = 1usize << shift;
             let block = if array {
                 addr.wrapping_add(cookie)
             } else {
@@ -746,8 +766,8 @@ fn check_slack(addr: usize, size: usize, slot: usize, checks: CheckLevel) {
     }
 }
 
-/// The requested size of the live allocation starting at `addr` (small
-/// blocks: what was asked; large ones: their usable size). For C's
+/// The requested size of the live allocation starting at `addr` (what was
+/// asked, or set by an in-place resize, small or large). For C's
 /// `malloc_usable_size`: reporting the slot size would invite writes into
 /// the slack that the overflow check reads.
 pub(crate) fn requested_size(addr: usize) -> Option<usize> {
@@ -759,7 +779,11 @@ pub(crate) fn requested_size(addr: usize) -> Option<usize> {
                 .flatten();
         }
         if let Some(block) = heap.large.find(addr) {
-            return Some(block.data_len);
+            // The size asked for, as for a slot: the page-rounded length
+            // has slack past it that the free checks (it was reported here,
+            // so a program that wrote up to `malloc_usable_size` aborted —
+            // Node.js at start-up: found by the second issue-14 review).
+            return Some(block.size);
         }
     }
     None

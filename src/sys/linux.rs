@@ -728,7 +728,29 @@ pub fn sleep_briefly() {
 /// lock held.
 pub fn next_symbol(name: &core::ffi::CStr) -> usize {
     // SAFETY: `name` is NUL-terminated; `RTLD_NEXT` is a valid handle.
-    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
+    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize };
+    if next != 0 {
+        return next;
+    }
+    // A C++ runtime loaded `RTLD_LOCAL` (a C host's C++ extension: Python
+    // loads its extensions that way) is not in the global scope: ask it by
+    // name, without loading it if it is not there (found by the second
+    // issue-14 review: a refused `new` aborted instead of throwing).
+    for runtime in [c"libstdc++.so.6", c"libc++.so.1"] {
+        // SAFETY: a NUL-terminated name; `RTLD_NOLOAD` never loads.
+        let handle = unsafe { libc::dlopen(runtime.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+        if handle.is_null() {
+            continue;
+        }
+        // SAFETY: a handle `dlopen` returned; `name` is NUL-terminated.
+        let found = unsafe { libc::dlsym(handle, name.as_ptr()) as usize };
+        // SAFETY: drops the reference `dlopen` took; the library stays.
+        unsafe { libc::dlclose(handle) };
+        if found != 0 {
+            return found;
+        }
+    }
+    0
 }
 
 /// The first definition of the symbol `name` in the process's global

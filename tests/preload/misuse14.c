@@ -1,6 +1,7 @@
 /* Heap misuse cases for tests/issue14_misuse.rs, run under the preload:
  * argv[1] names the case, argv[2] the block size. Each case should never
  * return: the allocator aborts with its message, or the access faults. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,14 @@ int main(int argc, char **argv) {
         printf("zero %p\n", (void *)z);
         fflush(stdout);
         z[0] = 'X';
+    } else if (!strcmp(c, "write_usable_size")) {
+        /* Correct use: malloc_usable_size bytes are the caller's. */
+        size_t u = malloc_usable_size((void *)p);
+        memset((char *)p, 'x', u);
+        KEEP();
+        free((void *)p);
+        printf("usable %zu of %zu: ok\n", u, n);
+        return 0;
     } else if (!strcmp(c, "zero_size_distinct")) {
         /* Correct use: many live zero-size blocks, all distinct, freed once. */
         static void *z[100000];

@@ -21,6 +21,11 @@ __attribute__((noinline)) static void array_delete(char *p) {
     delete[] p;
 }
 
+__attribute__((noinline)) static char *opaque_ptr(char *p) {
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
 // A type with a destructor: `new Dtor[n]` keeps n in a cookie before the
 // elements, so the pointer the program holds is 8 bytes into the block.
 struct Dtor {
@@ -28,6 +33,16 @@ struct Dtor {
     ~Dtor() { c[0] = 0; }
 };
 __attribute__((noinline)) static void scalar_delete_dtor(Dtor *p) {
+    __asm__ volatile("" : "+r"(p));
+    delete p;
+}
+
+// Over-aligned elements with a destructor: the cookie is alignof(T) bytes.
+struct alignas(64) WideDtor {
+    char c[64];
+    ~WideDtor() { c[0] = 0; }
+};
+__attribute__((noinline)) static void scalar_delete_wide(WideDtor *p) {
     __asm__ volatile("" : "+r"(p));
     delete p;
 }
@@ -50,6 +65,21 @@ int main(int argc, char **argv) {
         printf("block %p\n", (void *)(reinterpret_cast<char *>(d) - sizeof(size_t)));
         fflush(stdout);
         scalar_delete_dtor(d);
+    } else if (!strcmp(c, "new_wide_dtor_array_then_delete")) {
+        WideDtor *d = new WideDtor[n];
+        printf("block %p\n", (void *)(reinterpret_cast<char *>(d) - 64));
+        fflush(stdout);
+        scalar_delete_wide(d);
+    } else if (!strcmp(c, "double_delete_beside_a_live_block")) {
+        // Two neighbours of one class, the second deleted twice: a double
+        // free, not a mismatch with the live first one.
+        char *a = new char[n];
+        char *b = new char[n];
+        printf("block %p %p\n", (void *)a, (void *)b);
+        fflush(stdout);
+        delete[] b;
+        delete[] opaque_ptr(b);
+        delete[] a;
     } else if (!strcmp(c, "new_then_delete_array")) {
         char *p = static_cast<char *>(::operator new(n));
         printf("block %p\n", (void *)p);
