@@ -121,8 +121,12 @@ macro_rules! new_operator {
             let f = runtime(&NEXT, $symbol);
             if f == 0 {
                 if replaced() {
-                    // No runtime to defer to: the arena, unchecked.
-                    return SURFACE.cxx_new(size, align, $array);
+                    // No runtime to defer to: the arena, unchecked (a
+                    // throwing form never returns null: it aborts below).
+                    let p = SURFACE.cxx_new(size, align, $array);
+                    if !p.is_null() || !$throws {
+                        return p;
+                    }
                 }
                 if $throws {
                     sys::fatal("out of memory in operator new, and no C++ runtime operator to throw");
