@@ -109,6 +109,11 @@ const ZERO_REGION: usize = 1 << 20;
 static ZERO_READY: AtomicU8 = AtomicU8::new(0); // 0 not yet, 1 protected, 2 failed
 static ZERO_NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// The zero-size region: the tail of the boot buffer.
+fn zero_region_start() -> usize {
+    boot_range().0 + BOOT_LEN
+}
+
 /// Zero-size blocks the region holds: one per 16 bytes.
 const ZERO_BLOCKS: usize = ZERO_REGION / MALLOC_ALIGN;
 
@@ -124,7 +129,7 @@ const ZERO_TRIES: usize = 64;
 /// the next [`ZERO_TRIES`] zero-size blocks are all live (the caller then
 /// takes an ordinary block).
 fn zero_size_block() -> *mut c_void {
-    let start = boot_range().0 + BOOT_LEN;
+    let start = zero_region_start();
     if ZERO_READY.load(Ordering::Acquire) != 1 {
         // SAFETY: the zero region is ours (a static never used otherwise)
         // and page-aligned (the buffer is 4096-aligned, BOOT_LEN a multiple);
@@ -152,7 +157,7 @@ fn zero_size_block() -> *mut c_void {
 /// Frees a zero-size block: aborts on a pointer that is not one's start,
 /// or on one that is not live (a double free).
 fn free_zero_block(ptr: *mut c_void) {
-    let offset = ptr as usize - (boot_range().0 + BOOT_LEN);
+    let offset = ptr as usize - zero_region_start();
     if offset % MALLOC_ALIGN != 0 {
         crate::fatal::fatal(crate::fatal::FatalKind::InvalidFree);
     }
@@ -164,7 +169,7 @@ fn free_zero_block(ptr: *mut c_void) {
 }
 
 fn is_zero_block(ptr: *mut c_void) -> bool {
-    let start = boot_range().0 + BOOT_LEN;
+    let start = zero_region_start();
     (ptr as usize).wrapping_sub(start) < ZERO_REGION
 }
 
@@ -328,7 +333,7 @@ impl CSurface {
         if !p.is_null() {
             return p;
         }
-        // All 65,536 zero-size blocks live (or no `PROT_NONE` region): an
+        // The next addresses all live (or no `PROT_NONE` region): an
         // ordinary one-byte block, still distinct and valid — a program may
         // take null from `malloc(0)` for out of memory.
         self.alloc(1, MALLOC_ALIGN)
@@ -361,16 +366,6 @@ impl CSurface {
         if !p.is_null() && !is_static(p) {
             allocator().record_cxx(p as usize, array, size);
         }
-    }
-
-    /// C++ `operator delete` without any check: a free, for a program
-    /// that replaced some of the operators (see `preload/src/cxx.rs`).
-    ///
-    /// # Safety
-    /// As [`Self::free`].
-    pub unsafe fn cxx_delete_unchecked(&self, ptr: *mut c_void) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.free(ptr) }
     }
 
     /// C++ `operator delete` (`array`: `delete[]`; `size`: the sized

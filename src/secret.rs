@@ -462,8 +462,7 @@ impl<T: Protect, A: Allocator> Secret<T, A> {
                     return Err(e);
                 }
             };
-            let copied = Protect::into_plaintext(bytes, &mut plain);
-            copied?;
+            Protect::into_plaintext(bytes, &mut plain)?;
             return Self::seal_new(plain, alloc, expires_at_ns);
         }
         let room = match room_for_a_view(len) {

@@ -194,7 +194,7 @@ macro_rules! delete_operator {
                     return unsafe { next(p $(, $arg)*) };
                 }
                 // SAFETY: forwarded from the caller.
-                return unsafe { SURFACE.cxx_delete_unchecked(p) };
+                return unsafe { SURFACE.free(p) };
             }
             let size: Option<usize> = $size;
             // SAFETY: forwarded from the caller.

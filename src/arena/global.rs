@@ -266,8 +266,8 @@ impl SecureAlloc {
         }
     }
 
-    /// Whether `addr` is where a small slot or a live large block starts,
-    /// live or not (for slots). Never aborts.
+    /// Whether `addr` is where a small slot starts, live or not. Never
+    /// aborts.
     fn is_block_start(&self, addr: usize) -> bool {
         for heap in &HEAPS {
             if heap.owns(addr) {
@@ -588,15 +588,7 @@ fn free_small(
     let cached = if heap.small_slabs() || central {
         None
     } else if checks == CheckLevel::Full {
-        with_cache(idx, |cache, heap| {
-            cache.quarantine(heap, class, addr, |old, old_class| {
-                // SAFETY: a quarantined slot is wiped and not live: no one
-                // else reaches it.
-                if !unsafe { all_zero(old, SIZE_CLASSES[old_class]) } {
-                    crate::fatal::fatal_at(FatalKind::WriteAfterFree, old);
-                }
-            })
-        })
+        with_cache(idx, |cache, heap| cache.quarantine(heap, class, addr))
     } else {
         with_cache(idx, |cache, heap| cache.push(heap, class, addr))
     };
@@ -675,27 +667,6 @@ const CHECKED_BYTES_DEFAULT: usize = 16;
 /// cache line: slots are 16-aligned, lines 64).
 const DEFAULT_SLACK_LINE: usize = 64;
 
-/// Whether `len` bytes at `addr` are all zero (word at a time: `addr` is
-/// 16-aligned and `len` a multiple of 8, or the tail is read bytewise).
-///
-/// # Safety
-/// `[addr, addr + len)` is arena memory the caller alone may read.
-#[inline]
-unsafe fn all_zero(addr: usize, len: usize) -> bool {
-    let words = len / 8;
-    let mut acc = 0u64;
-    for i in 0..words {
-        // SAFETY: inside the range (forwarded), 8-aligned (slot starts are
-        // 16-aligned; callers pass offsets that keep it for the words).
-        acc |= unsafe { core::ptr::read_volatile((addr + i * 8) as *const u64) };
-    }
-    for i in words * 8..len {
-        // SAFETY: inside the range.
-        acc |= unsafe { core::ptr::read_volatile((addr + i) as *const u8) } as u64;
-    }
-    acc == 0
-}
-
 /// A slot about to be handed out must still be zero — every freed byte is
 /// wiped and fresh pages are zero — so any other byte was written after its
 /// free (through a dangling pointer). `Default` checks the first 16 bytes,
@@ -710,7 +681,7 @@ fn check_still_zero(addr: usize, slot: usize, checks: CheckLevel) {
             (core::ptr::read_volatile(words) | core::ptr::read_volatile(words.add(1))) == 0
         },
         // SAFETY: as above, for the whole slot.
-        CheckLevel::Full => unsafe { all_zero(addr, slot) },
+        CheckLevel::Full => unsafe { super::wipe::all_zero(addr, slot) },
         CheckLevel::Off => true,
     };
     if !clean {

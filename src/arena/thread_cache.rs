@@ -38,27 +38,20 @@ impl HeapCache {
         quarantine_next: 0,
     };
 
-    /// Puts a freed, wiped slot of `class` in quarantine, and returns the
-    /// oldest one it displaces, (address, class), which `check` must find
-    /// still all zero (it was written after its free otherwise) before it
-    /// is cached for reuse. So a freed slot is not handed out again for the
-    /// next `QUARANTINE_SLOTS` frees on this thread: `free(p); malloc(n)`
-    /// does not return `p`, and a dangling write has that long to be seen.
+    /// Puts a freed, wiped slot of `class` in quarantine and caches the
+    /// oldest one it displaces, once [`check_quarantined`] finds it still
+    /// all zero. So a freed slot is not handed out again for the next
+    /// `QUARANTINE_SLOTS` frees on this thread: `free(p); malloc(n)` does
+    /// not return `p`, and a dangling write has that long to be seen.
     #[inline]
-    pub(crate) fn quarantine(
-        &mut self,
-        heap: &Heap,
-        class: usize,
-        addr: usize,
-        check: impl FnOnce(usize, usize),
-    ) {
+    pub(crate) fn quarantine(&mut self, heap: &Heap, class: usize, addr: usize) {
         let at = self.quarantine_next as usize;
         let (old, old_class) = self.quarantine[at];
         self.quarantine[at] = (addr, class as u8 + 1);
         self.quarantine_next = ((at + 1) % QUARANTINE_SLOTS) as u8;
         if old_class != 0 {
             let old_class = old_class as usize - 1;
-            check(old, old_class);
+            check_quarantined(old, old_class);
             self.push(heap, old_class, old);
         }
     }
@@ -132,11 +125,7 @@ impl HeapCache {
                 // Checked as on leaving quarantine the usual way: a write
                 // after free must not reach the central lists unseen (it was,
                 // at thread exit: found by the issue-14 attack review).
-                // SAFETY: a quarantined slot is wiped, not live, and reached
-                // by no one but this cache.
-                if !unsafe { slot_is_zero(addr, super::size_class::SIZE_CLASSES[class]) } {
-                    crate::fatal::fatal_at(crate::fatal::FatalKind::WriteAfterFree, addr);
-                }
+                check_quarantined(addr, class);
                 heap.give_slots(class, &[addr]);
             }
         }
@@ -150,18 +139,14 @@ impl HeapCache {
     }
 }
 
-/// Whether the `len` bytes (a multiple of 8) of the slot at `addr` are all
-/// zero.
-///
-/// # Safety
-/// The slot is arena memory that only the caller reaches.
-unsafe fn slot_is_zero(addr: usize, len: usize) -> bool {
-    let mut acc = 0u64;
-    for i in 0..len / 8 {
-        // SAFETY: inside the slot (caller), 8-aligned (slots are 16-aligned).
-        acc |= unsafe { core::ptr::read_volatile((addr as *const u64).add(i)) };
+/// A slot leaving quarantine must still be all zero, or it was written
+/// after its free: `secalloc: fatal: write after free: <slot>`.
+fn check_quarantined(addr: usize, class: usize) {
+    // SAFETY: a quarantined slot is wiped, not live, and reached by no one
+    // but the cache that holds it.
+    if !unsafe { super::wipe::all_zero(addr, super::size_class::SIZE_CLASSES[class]) } {
+        crate::fatal::fatal_at(crate::fatal::FatalKind::WriteAfterFree, addr);
     }
-    acc == 0
 }
 
 #[cfg(not(loom))]

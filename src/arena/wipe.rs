@@ -104,3 +104,24 @@ pub(crate) unsafe fn wipe_resident(addr: usize, len: usize) {
         chunk_start += chunk_len;
     }
 }
+
+/// Whether `len` bytes at `addr` are all zero (word at a time: `addr` is
+/// 16-aligned and `len` a multiple of 8, or the tail is read bytewise).
+///
+/// # Safety
+/// `[addr, addr + len)` is arena memory the caller alone may read.
+#[inline]
+pub(crate) unsafe fn all_zero(addr: usize, len: usize) -> bool {
+    let words = len / 8;
+    let mut acc = 0u64;
+    for i in 0..words {
+        // SAFETY: inside the range (forwarded), 8-aligned (slot starts are
+        // 16-aligned; callers pass offsets that keep it for the words).
+        acc |= unsafe { core::ptr::read_volatile((addr + i * 8) as *const u64) };
+    }
+    for i in words * 8..len {
+        // SAFETY: inside the range.
+        acc |= unsafe { core::ptr::read_volatile((addr + i) as *const u8) } as u64;
+    }
+    acc == 0
+}

@@ -60,10 +60,14 @@ pub trait Protect: Sized {
     }
 
     /// Disposes of a value that could not be sealed, wiping its own memory
-    /// as [`Protect::into_plaintext`] would. The default drops it.
+    /// as [`Protect::into_plaintext`] would: the whole capacity of a value
+    /// that is its own heap buffer ([`Protect::into_owned_bytes`]); any
+    /// other value is dropped.
     #[doc(hidden)]
     fn discard(self) {
-        drop(self);
+        if let Ok(bytes) = self.into_owned_bytes() {
+            wipe_vec_whole(bytes);
+        }
     }
 
     /// Checks that `plain` holds a valid value (after decryption).
@@ -166,23 +170,14 @@ impl Protect for Vec<u8> {
         self.len()
     }
 
-    fn discard(self) {
-        if let Ok(bytes) = self.into_owned_bytes() {
-            wipe_vec_whole(bytes);
-        }
-    }
-
     fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
         Ok(self)
     }
 
-    fn into_plaintext(mut self, out: &mut PlainBuf) -> Result<(), Error> {
+    fn into_plaintext(self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, &self);
         // The whole capacity, not just the length.
-        // SAFETY: `self` owns its `capacity()` bytes and is dropped next.
-        unsafe { wipe_owned_buffer(self.as_mut_ptr(), self.capacity()) };
-        // SAFETY: the bytes are zero, a valid `u8` each; nothing reads them.
-        unsafe { self.set_len(0) };
+        wipe_vec_whole(self);
         copied
     }
 
@@ -206,12 +201,6 @@ impl Protect for Box<[u8]> {
 
     fn plaintext_len(&self) -> usize {
         self.len()
-    }
-
-    fn discard(self) {
-        if let Ok(bytes) = self.into_owned_bytes() {
-            wipe_vec_whole(bytes);
-        }
     }
 
     fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
@@ -246,23 +235,13 @@ impl Protect for String {
         self.len()
     }
 
-    fn discard(self) {
-        if let Ok(bytes) = self.into_owned_bytes() {
-            wipe_vec_whole(bytes);
-        }
-    }
-
     fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
         Ok(self.into_bytes())
     }
 
     fn into_plaintext(self, out: &mut PlainBuf) -> Result<(), Error> {
         let copied = try_extend(out, self.as_bytes());
-        let mut bytes = self.into_bytes();
-        // SAFETY: `bytes` owns its `capacity()` bytes and is dropped next.
-        unsafe { wipe_owned_buffer(bytes.as_mut_ptr(), bytes.capacity()) };
-        // SAFETY: as for `Vec<u8>`; the empty vector is dropped, not read.
-        unsafe { bytes.set_len(0) };
+        wipe_vec_whole(self.into_bytes());
         copied
     }
 
@@ -317,7 +296,7 @@ fn try_grow(out: &mut PlainBuf, bytes: &[u8]) -> Result<(), Error> {
 ///
 /// # Safety
 /// The caller owns the `capacity` bytes at `ptr` and frees them next.
-pub(crate) unsafe fn wipe_owned_buffer(ptr: *mut u8, capacity: usize) {
+unsafe fn wipe_owned_buffer(ptr: *mut u8, capacity: usize) {
     // SAFETY: forwarded from the caller.
     unsafe { crate::arena::wipe::wipe_raw(ptr, capacity) };
 }

@@ -12,7 +12,7 @@
 //! only its thread can use it (and in a small-slab heap it would pin a
 //! locked page that the arena gives back when the last secret is dropped).
 
-use super::{new_plain_buf, sealed_len, Error, PlainBuf, NONCE_LEN, TAG_LEN};
+use super::{cell_layout, new_plain_buf, Error, PlainBuf};
 use crate::arena::wipe::wipe_raw;
 use core::cell::Cell;
 
@@ -26,7 +26,8 @@ std::thread_local! {
 /// A locked buffer for the view of a `len`-byte secret, as
 /// [`new_plain_buf`] makes one: the thread's spare when it is big enough.
 pub(super) fn take(len: usize) -> Result<PlainBuf, Error> {
-    let needed = NONCE_LEN + TAG_LEN + sealed_len(len);
+    // `new_plain_buf`'s capacity: the cell's size.
+    let needed = cell_layout(len).map_or(usize::MAX, |l| l.size());
     if needed <= SPARE_MAX {
         // `try_with` fails only while the thread is being torn down.
         if let Ok(Some(buf)) = SPARE.try_with(Cell::take) {
