@@ -34,7 +34,7 @@ pub mod inspect;
 pub mod model;
 
 #[cfg(not(loom))]
-pub(crate) use global::requested_size;
+pub(crate) use global::{check_copy_range, requested_size};
 pub use size_class::{CLASS_COUNT, SIZE_CLASSES, SMALL_SIZE_MAX};
 
 #[cfg(not(loom))]

@@ -530,6 +530,23 @@ impl CSurface {
         }
     }
 
+    /// The bounds check of the preload's `memcpy` and `memmove`: aborts
+    /// with `copy out of bounds` if either range starts in a slab and does
+    /// not lie inside the requested bytes of a live block (an overflow, an
+    /// underflow, or a copy to or from freed memory: a Heartbleed-style
+    /// over-read stops here). Off under `SECALLOC_CHECKS=off`, and before
+    /// the first allocation (nothing is in the heaps yet). Large blocks
+    /// are left to their guard pages.
+    #[inline]
+    pub fn check_copy(&self, dst: *const c_void, src: *const c_void, len: usize) {
+        let chosen = POLICY.load(Ordering::Relaxed);
+        if chosen == POLICY_UNSET || ALLOCATORS[chosen as usize & 15].checks() == CheckLevel::Off {
+            return;
+        }
+        crate::arena::check_copy_range(dst as usize, len);
+        crate::arena::check_copy_range(src as usize, len);
+    }
+
     /// `malloc_usable_size`: 0 for null; aborts with a message on a pointer
     /// the arena never issued.
     pub fn malloc_usable_size(&self, ptr: *mut c_void) -> usize {

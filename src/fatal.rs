@@ -23,6 +23,10 @@ pub(crate) enum FatalKind {
     WriteAfterFree,
     /// The slack past a block's end was not zero at its free: an overflow.
     HeapOverflow,
+    /// A `memcpy` or `memmove` (under the preload) whose source or
+    /// destination runs outside the live block it starts in, or starts in
+    /// arena memory no live block holds.
+    CopyOutOfBounds,
     /// C++ `delete` of a block from `new[]`, or `delete[]` of one from `new`.
     MismatchedDelete,
     /// C++ sized `delete` with another size than the block was allocated with.
@@ -50,6 +54,7 @@ impl FatalKind {
             FatalKind::Corruption => "heap corruption: allocator metadata is inconsistent",
             FatalKind::WriteAfterFree => "write after free",
             FatalKind::HeapOverflow => "heap overflow",
+            FatalKind::CopyOutOfBounds => "copy out of bounds",
             FatalKind::MismatchedDelete => "mismatched new/delete",
             FatalKind::SizedDeleteMismatch => "sized delete with the wrong size",
         }

@@ -8,6 +8,7 @@
 //! `SECALLOC_LOCK`, the start-up boot buffer — is `secalloc`'s `src/capi.rs`,
 //! shared with its `override` feature; this crate adds the exports, the
 //! initial-exec TLS block for the thread caches (`src/tls.c`), and:
+//! - bounds-checked `memcpy` and `memmove` (`src/copy.rs`);
 //! - `SECALLOC_REPORT=1` prints the arena's statistics on stderr at exit.
 //!
 //! No function here unwinds (a Rust panic across `extern "C"` aborts) and none
@@ -15,6 +16,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod copy;
 mod cxx;
 
 use secalloc::__unstable::capi::{allocator, CSurface};

@@ -347,12 +347,15 @@ impl SecureAlloc {
     /// # Safety
     /// `ptr` is a live allocation of this crate.
     pub(crate) unsafe fn c_realloc(&self, ptr: *mut u8, new_size: usize) -> *mut u8 {
-        let Some(old_size) = Self::usable_size(ptr) else {
+        // The requested size, not the slot's: a move copies only the bytes
+        // the program owns (the slack is zero anyway, and copying it is an
+        // over-read the preload's `memcpy` check rejects).
+        let Some(old_size) = requested_size(ptr as usize) else {
             fatal(FatalKind::InvalidRealloc);
         };
         // C knows neither the old size nor the alignment: treat the block as
-        // its whole usable size at malloc alignment, which maps to the same
-        // class (or large block), and let the Rust path decide in place or move.
+        // its requested size at malloc alignment, and let the Rust path
+        // decide in place or move (it judges by the slot it finds).
         match (
             Layout::from_size_align(old_size, 16),
             Layout::from_size_align(new_size, 16),
@@ -758,6 +761,38 @@ pub(crate) fn requested_size(addr: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Aborts unless the `len` bytes at `addr` — the source or destination of
+/// a C `memcpy` or `memmove` — are allowed to be copied, as far as the slab
+/// heaps can tell: a range that starts in a slab must lie inside the
+/// requested bytes of the live block it starts in. A range starting in a
+/// free slot, in a slab's tail, or in arena space no slab holds is a stray
+/// copy too (a use after free or an underflow). Ranges outside the slabs
+/// are not judged: large blocks have guard pages instead.
+///
+/// Reads only metadata, without locks: a block freed by another thread
+/// during the copy is the program's race (it could abort here, as the copy
+/// is a use after free).
+#[inline]
+pub(crate) fn check_copy_range(addr: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
+    for heap in &HEAPS {
+        if heap.owns(addr) {
+            let within = heap.slot_of(addr).and_then(|(start, _, live, _)| {
+                let size = if live { heap.live_size(start)? } else { 0 };
+                // `addr - start < size` and `len <= size - (addr - start)`.
+                let offset = addr - start;
+                (offset < size && len <= size - offset).then_some(())
+            });
+            if within.is_none() {
+                crate::fatal::fatal_at(FatalKind::CopyOutOfBounds, addr);
+            }
+            return;
+        }
+    }
 }
 
 /// `(usable size, locked)` of the live allocation starting at `addr`, in any

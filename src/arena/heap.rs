@@ -200,19 +200,22 @@ impl Heap {
     fn reserve_region(&self, sizes: &[usize]) -> bool {
         for &size in sizes {
             let slabs = size / SLAB_SIZE;
-            let Ok(base) = sys::mmap_reserve_aligned(size, SLAB_SIZE) else {
+            let Some(base) = sys::mmap_reserve_aligned(size + 2 * REGION_GUARD, SLAB_SIZE)
+                .ok()
+                .map(|start| start + REGION_GUARD)
+            else {
                 continue;
             };
             let meta_len = round_up(slabs * core::mem::size_of::<SlabMeta>(), sys::page_size());
             let Some(meta) = alloc_meta_table(slabs, meta_len) else {
                 // SAFETY: we just reserved this range and nothing uses it.
-                let _ = unsafe { sys::munmap(base, size) };
+                let _ = unsafe { unreserve_region(base, size) };
                 continue;
             };
             let class_len = round_up(slabs, sys::page_size());
             let Some(classes) = alloc_class_table(slabs, class_len) else {
                 // SAFETY: as above.
-                let _ = unsafe { sys::munmap(base, size) };
+                let _ = unsafe { unreserve_region(base, size) };
                 free_meta_table(meta, slabs, meta_len);
                 continue;
             };
@@ -220,7 +223,7 @@ impl Heap {
             // splits off, so one call covers all future slabs.
             if sys::madvise_dontdump(base, size).is_err() {
                 // SAFETY: as above.
-                let _ = unsafe { sys::munmap(base, size) };
+                let _ = unsafe { unreserve_region(base, size) };
                 free_meta_table(meta, slabs, meta_len);
                 free_class_table(classes, slabs, class_len);
                 continue;
@@ -1088,7 +1091,8 @@ impl Drop for Heap {
             free_meta_table(meta, slabs, 0);
             free_class_table(self.class_base.load(Ordering::Relaxed), slabs, 0);
             // SAFETY: the model is over; nothing references the region.
-            let _ = unsafe { sys::munmap(self.base.load(Ordering::Relaxed), slabs * SLAB_SIZE) };
+            let _ =
+                unsafe { unreserve_region(self.base.load(Ordering::Relaxed), slabs * SLAB_SIZE) };
         }
     }
 }
@@ -1141,6 +1145,24 @@ fn alloc_class_table(slabs: usize, len: usize) -> Option<usize> {
 
 fn free_class_table(addr: usize, slabs: usize, len: usize) {
     free_side_table::<AtomicU8>(addr, slabs, len)
+}
+
+/// Never-mapped address space on each side of a heap's slab region, wider
+/// than the 1 MiB strays hardened allocators are tested with: an underflow
+/// from the region's first slab (the first class a program uses sits
+/// there) or an overflow from its last faults instead of landing in a
+/// neighbouring mapping. A multiple of `SLAB_SIZE`, so `base` stays aligned.
+const REGION_GUARD: usize = 2 << 20;
+static_assertions::const_assert!(REGION_GUARD % SLAB_SIZE == 0);
+
+/// Unmaps the slab region of `len` bytes at `base` with its guards.
+///
+/// # Safety
+/// `base` and `len` are a region [`Heap::reserve_region`] reserved, and
+/// nothing references its memory any more.
+unsafe fn unreserve_region(base: usize, len: usize) -> sys::OsResult<()> {
+    // SAFETY: forwarded from the caller: the guards were reserved with it.
+    unsafe { sys::munmap(base - REGION_GUARD, len + 2 * REGION_GUARD) }
 }
 
 /// Subtracts `n` from a statistics counter, stopping at zero (a fork child
