@@ -781,13 +781,12 @@ pub(crate) fn check_copy_range(addr: usize, len: usize) {
     }
     for heap in &HEAPS {
         if heap.owns(addr) {
-            let within = heap.slot_of(addr).and_then(|(start, _, live, _)| {
-                let size = if live { heap.live_size(start)? } else { 0 };
+            let within = heap.live_extent(addr).is_some_and(|(start, size)| {
                 // `addr - start < size` and `len <= size - (addr - start)`.
                 let offset = addr - start;
-                (offset < size && len <= size - offset).then_some(())
+                offset < size && len <= size - offset
             });
-            if within.is_none() {
+            if !within {
                 crate::fatal::fatal_at(FatalKind::CopyOutOfBounds, addr);
             }
             return;

@@ -994,6 +994,29 @@ impl Heap {
         ))
     }
 
+    /// `(block start, requested size)` of the live slot holding `addr`
+    /// (which [`Heap::owns`]), or `None` if that slot is free or `addr` is
+    /// in no slot (a slab's tail, a slab not in use). For the preload's
+    /// `memcpy` check, so it is [`Heap::slot_of`] without its division and
+    /// second lookup (espresso spent 10% of its samples in those two): no
+    /// lock, never aborts.
+    #[inline]
+    pub(crate) fn live_extent(&self, addr: usize) -> Option<(usize, usize)> {
+        let offset = addr - self.base.load(Ordering::Relaxed);
+        let slab = offset >> SLAB_SHIFT;
+        if slab >= self.committed_slabs.load(Ordering::Acquire) {
+            return None;
+        }
+        let class = self.class_of(slab)?;
+        let in_slab = offset & (SLAB_SIZE - 1);
+        let slot = slot_index(in_slab, class);
+        if slot >= slots_per_slab(class) {
+            return None;
+        }
+        let size = self.meta(slab).live_size(slot)?;
+        Some((addr - (in_slab - slot * SIZE_CLASSES[class]), size))
+    }
+
     /// The requested size of the live slot starting at `addr` (which
     /// [`Heap::owns`] and [`Heap::slot_of`] found live).
     pub(crate) fn live_size(&self, addr: usize) -> Option<usize> {
