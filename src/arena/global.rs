@@ -423,10 +423,9 @@ impl SecureAlloc {
     #[inline]
     fn try_allocate(&self, heap: &Heap, layout: Layout) -> usize {
         let Some(class) = class_for(self.slot_request(layout), layout.align()) else {
-            let not_newest = self.checks == CheckLevel::Full;
             return heap
                 .large
-                .alloc(heap, layout.size(), layout.align(), not_newest);
+                .alloc(heap, layout.size(), layout.align(), self.checks);
         };
         let idx = self.policy.heap_index();
         let addr = with_cache(idx, |cache, heap| cache.pop(heap, class))

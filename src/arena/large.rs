@@ -119,9 +119,20 @@ impl LargeHeap {
     /// Returns 0 on failure, including for a request that could never be
     /// backed and locked (see `budget::admissible`).
     ///
-    /// `not_newest` (`CheckLevel::Full`): the block freed last is not taken
-    /// from the cache, so `free(p); malloc(n)` does not return `p`.
-    pub(crate) fn alloc(&self, heap: &Heap, size: usize, align: usize, not_newest: bool) -> usize {
+    /// Under `CheckLevel::Full` the block freed last is not taken from the
+    /// cache, so `free(p); malloc(n)` does not return `p`. At `Default` and
+    /// `Full` a cached block must still begin with 16 zero bytes when it is
+    /// handed out again (it was wiped at its free), or it was written after
+    /// its free: `write after free` (at `Full` it was `PROT_NONE`, so the
+    /// write faulted already).
+    pub(crate) fn alloc(
+        &self,
+        heap: &Heap,
+        size: usize,
+        align: usize,
+        checks: CheckLevel,
+    ) -> usize {
+        let not_newest = checks == CheckLevel::Full;
         let page = sys::page_size();
         let Some(data_len) = size.max(1).checked_add(page - 1).map(|v| v & !(page - 1)) else {
             return 0;
@@ -156,6 +167,11 @@ impl LargeHeap {
                         return 0;
                     }
                     block.protected = false;
+                }
+                // SAFETY: the block is ours alone and its first page is
+                // mapped readable (opened above if it was protected).
+                if checks != CheckLevel::Off && !unsafe { super::wipe::all_zero(block.data, 16) } {
+                    crate::fatal::fatal_at(FatalKind::WriteAfterFree, block.data);
                 }
                 trim_tail(heap, &mut block, data_len);
                 block.size = size;
