@@ -83,6 +83,15 @@ int main(int argc, char **argv) {
         memcpy((char *)p, source, n + 32);
         KEEP();
         free((void *)p);
+    } else if (!strcmp(c, "overread_memcpy_32") || !strcmp(c, "read_after_free_memcpy")) {
+        /* A Heartbleed-style over-read, and a read of a freed block: the
+         * copy's source is the bad range, the destination a static buffer. */
+        static char sink[(256 << 10) + 64];
+        size_t len = c[0] == 'o' ? n + 32 : n;
+        if (len > sizeof sink) return 5;
+        if (c[0] == 'r') free((void *)p);
+        memcpy(sink, (const char *)p, len);
+        KEEP();
     } else if (!strcmp(c, "zero_size_write")) {
         free((void *)p);
         volatile char *z = malloc(0);
