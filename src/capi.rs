@@ -159,12 +159,12 @@ fn zero_size_block() -> *mut c_void {
 fn free_zero_block(ptr: *mut c_void) {
     let offset = ptr as usize - zero_region_start();
     if offset % MALLOC_ALIGN != 0 {
-        crate::fatal::fatal(crate::fatal::FatalKind::InvalidFree);
+        crate::fatal::fatal_at(crate::fatal::FatalKind::InvalidFree, ptr as usize);
     }
     let n = offset / MALLOC_ALIGN;
     let bit = 1u64 << (n % 64);
     if ZERO_LIVE[n / 64].fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
-        crate::fatal::fatal(crate::fatal::FatalKind::DoubleFree);
+        crate::fatal::fatal_at(crate::fatal::FatalKind::DoubleFree, ptr as usize);
     }
 }
 
@@ -565,7 +565,9 @@ impl CSurface {
         // for overflow at free, so it must not be offered for use.
         match crate::arena::requested_size(ptr as usize) {
             Some(size) => size,
-            None => crate::fatal::fatal(crate::fatal::FatalKind::InvalidUsableSize),
+            None => {
+                crate::fatal::fatal_at(crate::fatal::FatalKind::InvalidUsableSize, ptr as usize)
+            }
         }
     }
 }

@@ -634,12 +634,17 @@ fn preload_cxx_new_delete_mismatches_abort_with_their_message() {
     for size in ["8", "4096"] {
         let out = run(&["double_delete_beside_a_live_block", size]);
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // "block <a> <b>": the second one is freed twice.
+        let second = block_of(&stdout, "block ");
+        let second = second.split_whitespace().last().unwrap_or("?");
+        let block = usize::from_str_radix(second.trim_start_matches("0x"), 16).expect("block");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
                 .unwrap_or_default(),
-            "secalloc: fatal: double free detected",
+            format!("secalloc: fatal: double free detected: {block:#018x}"),
             "double_delete_beside_a_live_block {size}"
         );
     }

@@ -7,7 +7,7 @@ use super::size_class::{class_for, SIZE_CLASSES};
 use super::thread_cache::with_cache;
 use super::wipe::wipe;
 use super::{CheckLevel, LockPolicy, Stats, HEAP_COUNT};
-use crate::fatal::{fatal, FatalKind};
+use crate::fatal::{fatal_at, FatalKind};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
@@ -351,7 +351,7 @@ impl SecureAlloc {
         // the program owns (the slack is zero anyway, and copying it is an
         // over-read the preload's `memcpy` check rejects).
         let Some(old_size) = requested_size(ptr as usize) else {
-            fatal(FatalKind::InvalidRealloc);
+            fatal_at(FatalKind::InvalidRealloc, ptr as usize);
         };
         // C knows neither the old size nor the alignment: treat the block as
         // its requested size at malloc alignment, and let the Rust path
@@ -465,7 +465,10 @@ impl SecureAlloc {
                 return;
             }
         }
-        fatal(FatalKind::InvalidFree);
+        if HEAPS.iter().any(|heap| heap.large.is_cached(addr)) {
+            fatal_at(FatalKind::DoubleFree, addr);
+        }
+        fatal_at(FatalKind::InvalidFree, addr);
     }
 
     /// Resizes in place when the size class (or large mapping) allows. The
@@ -475,7 +478,7 @@ impl SecureAlloc {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
                 let Some(size) = meta.live_size(slot) else {
-                    fatal(FatalKind::UseAfterFree);
+                    fatal_at(FatalKind::UseAfterFree, addr);
                 };
                 // Under `Full` the slot must keep its slack past the new
                 // size too (a block grown into its slack in place lost its
@@ -503,7 +506,7 @@ impl SecureAlloc {
                 return resized;
             }
         }
-        fatal(FatalKind::InvalidRealloc);
+        fatal_at(FatalKind::InvalidRealloc, addr);
     }
 
     /// Checks that `addr` is a live block that `old` describes (exactly, for
@@ -513,11 +516,11 @@ impl SecureAlloc {
             if heap.owns(addr) {
                 let (_, meta, class, slot) = heap.locate(addr);
                 let Some(size) = meta.live_size(slot) else {
-                    fatal(FatalKind::UseAfterFree);
+                    fatal_at(FatalKind::UseAfterFree, addr);
                 };
                 if caller == Caller::Rust && (size != old.size() || !layout_fits_class(old, class))
                 {
-                    fatal(FatalKind::LayoutMismatch);
+                    fatal_at(FatalKind::LayoutMismatch, addr);
                 }
                 return;
             }
@@ -525,12 +528,12 @@ impl SecureAlloc {
         for heap in &HEAPS {
             if let Some(block) = heap.large.find(addr) {
                 if caller == Caller::Rust && !block.matches(old) {
-                    fatal(FatalKind::LayoutMismatch);
+                    fatal_at(FatalKind::LayoutMismatch, addr);
                 }
                 return;
             }
         }
-        fatal(FatalKind::InvalidRealloc);
+        fatal_at(FatalKind::InvalidRealloc, addr);
     }
 
     /// Moves or resizes `addr` to `new_layout`; null (old block intact) on
@@ -572,13 +575,13 @@ fn free_small(
 ) {
     let (_, meta, class, slot) = heap.locate(addr);
     if layout.is_some_and(|l| !layout_fits_class(l, class)) {
-        fatal(FatalKind::LayoutMismatch);
+        fatal_at(FatalKind::LayoutMismatch, addr);
     }
     let Some(size) = meta.mark_free(slot) else {
-        fatal(FatalKind::DoubleFree);
+        fatal_at(FatalKind::DoubleFree, addr);
     };
     if layout.is_some_and(|l| l.size() != size) {
-        fatal(FatalKind::LayoutMismatch);
+        fatal_at(FatalKind::LayoutMismatch, addr);
     }
     check_slack(addr, size, SIZE_CLASSES[class], checks);
     // SAFETY: the slot was live and its owner just gave it up; its live

@@ -33,7 +33,7 @@ use super::size_class::{
 };
 use super::slab::{SlabMeta, NO_SLAB};
 use super::LockPolicy;
-use crate::fatal::{fatal, FatalKind};
+use crate::fatal::{fatal_at, FatalKind};
 use crate::sync::{spin_hint, AtomicU8, AtomicUsize, Mutex, Ordering, Rank};
 use crate::sys;
 
@@ -352,17 +352,17 @@ impl Heap {
         let offset = addr - self.base.load(Ordering::Relaxed);
         let slab = offset >> SLAB_SHIFT;
         if slab >= self.committed_slabs.load(Ordering::Acquire) {
-            fatal(FatalKind::InvalidFree);
+            fatal_at(FatalKind::InvalidFree, addr);
         }
         let Some(class) = self.class_of(slab) else {
-            fatal(FatalKind::InvalidFree);
+            fatal_at(FatalKind::InvalidFree, addr);
         };
         let meta = self.meta(slab);
         let in_slab = offset & (SLAB_SIZE - 1);
         let size = SIZE_CLASSES[class];
         let slot = slot_index(in_slab, class);
         if in_slab != slot * size || slot >= slots_per_slab(class) {
-            fatal(FatalKind::InvalidFree);
+            fatal_at(FatalKind::InvalidFree, addr);
         }
         (slab, meta, class, slot)
     }
@@ -380,7 +380,7 @@ impl Heap {
         let meta = self.meta(offset >> SLAB_SHIFT);
         let slot = slot_index(offset & (SLAB_SIZE - 1), class);
         if !meta.mark_live(slot, size) {
-            fatal(FatalKind::Corruption);
+            fatal_at(FatalKind::Corruption, addr);
         }
     }
 
@@ -476,7 +476,7 @@ impl Heap {
                 })
             };
             if !ok {
-                fatal(FatalKind::Corruption);
+                fatal_at(FatalKind::Corruption, addr);
             }
             if count == 1 {
                 // SAFETY: as above; the slab was full, hence not in the list.

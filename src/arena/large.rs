@@ -17,7 +17,7 @@ use super::budget;
 use super::heap::{round_up, Heap};
 use super::wipe::{wipe, wipe_resident};
 use super::{CheckLevel, LockPolicy};
-use crate::fatal::{fatal, FatalKind};
+use crate::fatal::{fatal_at, FatalKind};
 use crate::sync::{Mutex, Rank};
 use crate::sys;
 use core::alloc::Layout;
@@ -204,6 +204,14 @@ impl LargeHeap {
         reg.find(data).map(|i| reg.entry(i))
     }
 
+    /// Whether a block freed earlier and kept for reuse starts at `data`: a
+    /// free of it is a double free (the attack review saw one reported as
+    /// an invalid free).
+    pub(crate) fn is_cached(&self, data: usize) -> bool {
+        let reg = self.registry.lock();
+        reg.cache[..reg.cache_len].iter().any(|b| b.data == data)
+    }
+
     /// Records whether the live block at `data` came from C++ `new[]`, and
     /// with `size` the size the program asked for (not above the block's);
     /// `false` if no live block starts there.
@@ -240,7 +248,7 @@ impl LargeHeap {
             return false;
         };
         if layout.is_some_and(|l| !block.matches(l)) {
-            fatal(FatalKind::LayoutMismatch);
+            fatal_at(FatalKind::LayoutMismatch, data);
         }
         if checks != CheckLevel::Off {
             check_large_slack(&block, protect);

@@ -83,7 +83,7 @@ impl ModelCache {
     pub fn free(&mut self, heap: &ModelHeap, addr: usize) {
         let (_, meta, class, slot) = heap.heap.locate(addr);
         if meta.mark_free(slot).is_none() {
-            crate::fatal::fatal(crate::fatal::FatalKind::DoubleFree);
+            crate::fatal::fatal_at(crate::fatal::FatalKind::DoubleFree, addr);
         }
         // SAFETY: the slot was live and the caller gave it up.
         #[allow(unsafe_code)]
