@@ -88,12 +88,25 @@ pub enum CheckLevel {
 
 impl CheckLevel {
     /// The level an operator chose in `SECALLOC_CHECKS` (`off`, `default`
-    /// or `full`), for the `LD_PRELOAD` library; anything else is `Default`.
+    /// or `full`), for the `LD_PRELOAD` library; `Default` when it is not
+    /// set. Any other value fails closed to `Full`, with one line on stderr
+    /// naming the value (a typo such as `FULL` used to mean `Default`
+    /// silently: found by the issue-14 attack review).
     pub fn from_env_or_default() -> CheckLevel {
         crate::sys::with_env(c"SECALLOC_CHECKS", |v| match v {
+            None | Some(b"default") => CheckLevel::Default,
             Some(b"full") => CheckLevel::Full,
             Some(b"off") => CheckLevel::Off,
-            _ => CheckLevel::Default,
+            Some(other) => {
+                for part in [
+                    &b"secalloc: SECALLOC_CHECKS=\""[..],
+                    other,
+                    b"\" is not off, default or full: using full\n",
+                ] {
+                    crate::sys::write_stderr(part);
+                }
+                CheckLevel::Full
+            }
         })
     }
 }
@@ -130,11 +143,21 @@ impl LockPolicy {
     /// [`Self::from_env`], with an unset or unreadable variable meaning the
     /// default, fail-closed (for the preload, which cannot report an error).
     #[doc(hidden)]
+    /// Any other value fails closed, with one line on stderr naming it.
     pub fn from_env_or_default() -> LockPolicy {
-        Self::from_env()
-            .ok()
-            .flatten()
-            .unwrap_or(LockPolicy::FailClosed)
+        crate::sys::with_env(c"SECALLOC_LOCK", |value| match value {
+            None => LockPolicy::FailClosed,
+            Some(v) => Self::parse(v).unwrap_or_else(|| {
+                for part in [
+                    &b"secalloc: SECALLOC_LOCK=\""[..],
+                    v,
+                    b"\" is not require, fail-closed or best-effort: using require\n",
+                ] {
+                    crate::sys::write_stderr(part);
+                }
+                LockPolicy::FailClosed
+            }),
+        })
     }
 
     fn parse(value: &[u8]) -> Option<LockPolicy> {

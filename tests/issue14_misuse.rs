@@ -573,6 +573,38 @@ fn preload_misuse_aborts_or_faults() {
             );
         }
     }
+    // A mistyped level fails closed to full, saying so (the issue-14 attack
+    // review: `FULL`, `on`, `1` silently meant default). The full-only
+    // case `write_after_free_no_reuse` shows which level ran.
+    for typo in ["FULL", "on", "1", "full "] {
+        let out = Command::new(&program)
+            .args(["write_after_free_no_reuse", "8"])
+            .env("LD_PRELOAD", &lib)
+            .env("SECALLOC_CHECKS", typo)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{typo}: {out:?}");
+        assert!(
+            stderr.contains(&format!(
+                "secalloc: SECALLOC_CHECKS=\"{typo}\" is not off, default or full: using full"
+            )),
+            "{typo}: {stderr}"
+        );
+    }
+    let out = Command::new(&program)
+        .args(["immediate_reuse", "8"])
+        .env("LD_PRELOAD", &lib)
+        .env("SECALLOC_LOCK", "bogus")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains(
+                "secalloc: SECALLOC_LOCK=\"bogus\" is not require, fail-closed or best-effort: using require"
+            ),
+        "SECALLOC_LOCK=bogus: {out:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -708,6 +740,12 @@ fn preload_cxx_new_delete_mismatches_abort_with_their_message() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "caught bad_alloc\nnothrow returned null\n"
+    );
+    // The refusal's advice fits the preload (the issue-14 attack review:
+    // it offered only the Rust `SecureAlloc::best_effort()`).
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SECALLOC_LOCK=best-effort"),
+        "bad_alloc under 64 KiB: {out:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -319,7 +319,7 @@ pub(crate) fn explain_refusal(heap: &Heap, asked: usize) {
         locked,
         b", asked=",
         asked,
-        b"; fix: raise the limit (ulimit -l, systemd LimitMEMLOCK=, docker --ulimit memlock=N:N), grant CAP_IPC_LOCK, or use SecureAlloc::best_effort()\n",
+        b"; fix: raise the limit (ulimit -l, systemd LimitMEMLOCK=, docker --ulimit memlock=N:N), grant CAP_IPC_LOCK, or let it run unlocked: SecureAlloc::best_effort() in Rust, SECALLOC_LOCK=best-effort for the LD_PRELOAD library\n",
     ] {
         sys::write_stderr(part);
     }
