@@ -388,11 +388,18 @@ impl CSurface {
         unsafe { self.free(ptr) }
     }
 
-    /// C `calloc`: arena memory is always zero, so no clearing pass.
+    /// C `calloc`: arena memory is always zero, so no clearing pass (only
+    /// the check that it still is, see `SecureAlloc::check_zeroed`).
     #[inline]
     pub fn calloc(&self, count: usize, size: usize) -> *mut c_void {
         match count.checked_mul(size) {
-            Some(total) => self.alloc(total, MALLOC_ALIGN),
+            Some(total) => {
+                let p = self.alloc(total, MALLOC_ALIGN);
+                if !p.is_null() && !is_static(p) {
+                    allocator().check_zeroed(p as usize, total);
+                }
+                p
+            }
             None => {
                 sys::set_errno(ENOMEM);
                 core::ptr::null_mut()

@@ -63,6 +63,16 @@ fn misuse(scenario: &str) {
                 p.write_volatile(b'X');
                 churn(a, Layout::from_size_align(size * 2 + 64, 8).unwrap(), 40);
             }
+            // A write after free past the first 16 bytes, then a zeroed
+            // allocation of the slot: the default level checks the whole
+            // block then, or `alloc_zeroed` returned the write (found by
+            // the issue-14 attack review, through `calloc`).
+            "zeroed_after_write_after_free" => {
+                a.dealloc(p, l);
+                p.add(size - 1).write_volatile(b'X');
+                let q = a.alloc_zeroed(l);
+                println!("zeroed {}", *q.add(size - 1));
+            }
             // A large block kept for reuse: `PROT_NONE` under `Full`.
             "large_write_after_free" => {
                 a.dealloc(p, l);
@@ -216,6 +226,18 @@ const RUST_CASES: &[(&str, usize, &str, &str)] = &[
     ("write_after_free", 100, "default", "write after free"),
     ("write_after_free", 4096, "default", "write after free"),
     ("write_after_free_deep", 4096, "full", "write after free"),
+    (
+        "zeroed_after_write_after_free",
+        100,
+        "default",
+        "write after free",
+    ),
+    (
+        "zeroed_after_write_after_free",
+        20000,
+        "default",
+        "write after free",
+    ),
     ("write_after_free_deep", 100, "full", "write after free"),
     ("overflow_1", 8, "default", "heap overflow"),
     ("overflow_1", 40, "default", "heap overflow"),
@@ -481,6 +503,18 @@ fn preload_misuse_aborts_or_faults() {
             "100",
             "full",
             Some("copy out of bounds"),
+        ),
+        (
+            "calloc_after_write_after_free",
+            "100",
+            "default",
+            Some("write after free"),
+        ),
+        (
+            "calloc_after_write_after_free",
+            "20000",
+            "default",
+            Some("write after free"),
         ),
         ("large_write_after_free", "100000", "full", None),
         ("large_write_after_free", "3145728", "full", None),

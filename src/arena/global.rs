@@ -232,6 +232,34 @@ impl SecureAlloc {
         self.allocate_raw(layout)
     }
 
+    /// Makes sure a block about to be handed out as zeroed (`calloc`,
+    /// `alloc_zeroed`) is zero in all of its `len` bytes. Free memory is
+    /// zero, so no clearing pass is needed — unless a write after free put
+    /// something there. `Full` already checked the whole slot at allocation
+    /// (and keeps freed large blocks `PROT_NONE`); `Default` checks only the
+    /// first 16 bytes there, so here it checks the rest, or `calloc`
+    /// returned the dangling write's bytes (found by the issue-14 attack
+    /// review). `Off` trusts the invariant.
+    #[inline]
+    pub(crate) fn check_zeroed(&self, addr: usize, len: usize) {
+        if self.checks != CheckLevel::Default || len <= CHECKED_BYTES_DEFAULT {
+            return;
+        }
+        // SAFETY: `[addr, addr + len)` is a block just allocated for the
+        // caller, who has not been handed it yet.
+        if !unsafe { super::wipe::all_zero(addr, len) } {
+            fatal_at(FatalKind::WriteAfterFree, addr);
+        }
+    }
+
+    fn allocate_zeroed_raw(&self, layout: Layout) -> *mut u8 {
+        let p = self.allocate_raw(layout);
+        if !p.is_null() {
+            self.check_zeroed(p as usize, layout.size());
+        }
+        p
+    }
+
     /// C `free`: frees `ptr` without knowing its layout (the arena's own
     /// metadata supplies it). Aborts on a pointer the arena does not own or
     /// on a double free.
@@ -648,8 +676,8 @@ unsafe impl GlobalAlloc for SecureAlloc {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // Free memory is always zero: slots are wiped on free and fresh
-        // pages come zeroed from the kernel.
-        self.allocate_raw(layout)
+        // pages come zeroed from the kernel (checked, see `check_zeroed`).
+        self.allocate_zeroed_raw(layout)
     }
 
     #[inline]
@@ -841,7 +869,10 @@ unsafe impl Allocator for SecureAlloc {
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.allocate(layout)
+        if layout.size() == 0 {
+            return Ok(dangling(layout));
+        }
+        block(self.allocate_zeroed_raw(layout), layout.size())
     }
 
     #[inline]

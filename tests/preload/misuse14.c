@@ -64,6 +64,13 @@ int main(int argc, char **argv) {
         p[0] = 'X';
         /* Never handed out again: other sizes only. */
         for (int i = 0; i < 40; i++) churn(2 * n + 64);
+    } else if (!strcmp(c, "calloc_after_write_after_free")) {
+        /* Past the 16 bytes the default level checks at allocation: calloc
+         * must not hand the dangling write to its next owner. */
+        free((void *)p);
+        p[n - 1] = 'X';
+        volatile char *q = calloc(1, n);
+        printf("calloc %d\n", q[n - 1]);
     } else if (!strcmp(c, "large_write_after_free")) {
         free((void *)p);
         p[n / 2] = 'X'; /* a cached large block: PROT_NONE under Full */
