@@ -301,7 +301,7 @@ pub fn for_each_region(mut f: impl FnMut(usize, usize)) {
         // to read there.
         heap.large.for_each_block(|block, _live| {
             if !block.protected {
-                f(block.data, block.data_len)
+                f(block.data, block.open_len)
             }
         });
     }

@@ -139,6 +139,24 @@ fn misuse(scenario: &str) {
             "stray_read_before_large" => {
                 let _ = p.sub((1 << 20) - 64).read_volatile();
             }
+            // A cached block twice the request serves it: the pages past
+            // the request's last one must be closed like a guard (they
+            // were open: found by the issue-14 attack review).
+            "read_past_a_reused_large_block" => {
+                let twice = Layout::from_size_align(2 * size, 8).unwrap();
+                let big = a.alloc(twice);
+                let spare = a.alloc(twice);
+                a.dealloc(big, twice);
+                a.dealloc(spare, twice); // full: the newest is not reused
+                let q = a.alloc(l);
+                assert!(q == big || q == spare, "not served from the cache");
+                assert_eq!(
+                    SecureAlloc::usable_size(q),
+                    Some(size.next_multiple_of(4096))
+                );
+                eprintln!("reused");
+                let _ = q.add(size.next_multiple_of(4096)).read_volatile();
+            }
             other => panic!("unknown case {other}"),
         }
     }
@@ -423,6 +441,22 @@ fn a_stray_access_a_megabyte_from_a_large_block_faults() {
                 out.status.signal(),
                 Some(libc::SIGSEGV),
                 "{scenario}: not a fault"
+            );
+        }
+    }
+    for level in ["default", "full"] {
+        for size in [100_000usize, 3 << 20] {
+            let scenario = format!("read_past_a_reused_large_block:{size}:{level}");
+            let out = run_child(
+                "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+                &scenario,
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("reused"), "{scenario}: {stderr}");
+            assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGSEGV),
+                "{scenario}: not a fault: {stderr}"
             );
         }
     }

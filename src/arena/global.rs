@@ -833,7 +833,7 @@ fn live_block(addr: usize) -> Option<(usize, bool)> {
             return (start == addr && live).then_some((size, locked));
         }
         if let Some(block) = heap.large.find(addr) {
-            return Some((block.data_len, block.locked));
+            return Some((block.open_len, block.locked));
         }
     }
     None

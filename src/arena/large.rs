@@ -37,13 +37,20 @@ const TOMBSTONE: usize = 1;
 #[derive(Clone, Copy)]
 pub(crate) struct LargeBlock {
     pub(crate) data: usize,     // first data byte; EMPTY / TOMBSTONE in the table
-    pub(crate) data_len: usize, // usable bytes (a page multiple)
-    map_base: usize,            // start of the mapping (leading guard page)
-    map_len: usize,             // whole mapping including both guards
-    pub(crate) size: usize,     // requested size (allocation or last in-place resize)
-    align: usize,               // requested alignment
-    pub(crate) locked: bool,    // data pages are mlocked
-    pub(crate) array: bool,     // allocated by C++ `operator new[]`
+    pub(crate) data_len: usize, // mapped, locked and counted bytes (a page multiple)
+    /// Bytes from `data` that are readable and writable (a page multiple, at
+    /// most `data_len`); the pages after them are `PROT_NONE` and zero. A
+    /// cached block reused for a smaller request closes the pages it does
+    /// not need, so the guard after the block starts where the request's
+    /// last page ends (a reused block left up to half of itself open past
+    /// the end: found by the issue-14 attack review).
+    pub(crate) open_len: usize,
+    map_base: usize,         // start of the mapping (leading guard page)
+    map_len: usize,          // whole mapping including both guards
+    pub(crate) size: usize,  // requested size (allocation or last in-place resize)
+    align: usize,            // requested alignment
+    pub(crate) locked: bool, // data pages are mlocked
+    pub(crate) array: bool,  // allocated by C++ `operator new[]`
     /// Cached under `CheckLevel::Full`: its data pages are `PROT_NONE`
     /// until it is handed out again, so a write after free faults.
     pub(crate) protected: bool,
@@ -52,6 +59,7 @@ pub(crate) struct LargeBlock {
 const VACANT: LargeBlock = LargeBlock {
     data: EMPTY,
     data_len: 0,
+    open_len: 0,
     size: 0,
     align: 0,
     map_base: 0,
@@ -156,17 +164,9 @@ impl LargeHeap {
             );
             drop(reg);
             if let Some(mut block) = cached {
-                if block.protected {
-                    // SAFETY: the cached block is ours alone (taken out of
-                    // the cache above); its data pages are mapped.
-                    let opened = unsafe {
-                        sys::mprotect(block.data, block.data_len, sys::Protection::ReadWrite)
-                    };
-                    if opened.is_err() {
-                        unmap_block(heap, &block);
-                        return 0;
-                    }
-                    block.protected = false;
+                if !open_exactly(&mut block, data_len, checks) {
+                    unmap_block(heap, &block);
+                    return 0;
                 }
                 // SAFETY: the block is ours alone and its first page is
                 // mapped readable (opened above if it was protected).
@@ -259,10 +259,12 @@ impl LargeHeap {
         // unlocked page that was swapped out is not resident but still holds
         // data, which would come back on the next touch.
         unsafe {
+            // Pages past `open_len` are `PROT_NONE` and were wiped before
+            // they were closed.
             if block.locked {
-                wipe_resident(block.data, block.data_len)
+                wipe_resident(block.data, block.open_len)
             } else {
-                wipe(block.data, block.data_len)
+                wipe(block.data, block.open_len)
             }
         };
         if protect {
@@ -270,8 +272,11 @@ impl LargeHeap {
             // mapped (and locked), only inaccessible, until `alloc` takes it
             // out of the cache and opens it again.
             let closed =
-                unsafe { sys::mprotect(block.data, block.data_len, sys::Protection::None) };
-            block.protected = closed.is_ok();
+                unsafe { sys::mprotect(block.data, block.open_len, sys::Protection::None) };
+            if closed.is_ok() {
+                block.protected = true;
+                block.open_len = 0;
+            }
         }
         let mut evicted = [VACANT; CACHE_SLOTS];
         let kept = self.registry.lock().put_cached(block, &mut evicted);
@@ -295,6 +300,23 @@ impl LargeHeap {
         let mut block = reg.entry(i);
         if new_size > block.data_len || round_up(new_size.max(1), page) < block.data_len / 2 {
             return Some(false);
+        }
+        let need = round_up(new_size.max(1), page);
+        if need > block.open_len {
+            // SAFETY: `[data + open_len, data + need)` lies in this live
+            // block's own pages (need <= data_len), `PROT_NONE` and zero;
+            // the registry lock keeps its entry ours while we change it.
+            let opened = unsafe {
+                sys::mprotect(
+                    block.data + block.open_len,
+                    need - block.open_len,
+                    sys::Protection::ReadWrite,
+                )
+            };
+            if opened.is_err() {
+                return Some(false);
+            }
+            block.open_len = need;
         }
         let old_size = block.size;
         block.size = new_size;
@@ -426,9 +448,9 @@ impl LargeHeap {
 /// went unseen until this (found by the issue-14 attack review).
 fn check_large_slack(block: &LargeBlock, full: bool) {
     let end = if full {
-        block.data_len
+        block.open_len
     } else {
-        block.data_len.min(block.size + 16)
+        block.open_len.min(block.size + 16)
     };
     let mut acc = 0u8;
     for at in block.size..end {
@@ -448,6 +470,43 @@ const GUARD_LEN: usize = 1 << 20;
 /// The guard on each side: [`GUARD_LEN`], at least a page.
 fn guard_len() -> usize {
     GUARD_LEN.max(sys::page_size())
+}
+
+/// Makes exactly the first `need` bytes of a cached `block` (a page multiple,
+/// at most its `data_len`) readable and writable, and, unless checks are
+/// off, the rest of its pages `PROT_NONE`: a stray access past the
+/// request's last page then faults as it would past a fresh block. `false`
+/// if the pages it needs could not be opened (the block is then unusable).
+fn open_exactly(block: &mut LargeBlock, need: usize, checks: CheckLevel) -> bool {
+    let open = if block.protected { 0 } else { block.open_len };
+    if open < need {
+        // SAFETY: `[data + open, data + need)` lies in the block's data
+        // pages; the block was just taken out of the cache, so nothing else
+        // references it.
+        let opened =
+            unsafe { sys::mprotect(block.data + open, need - open, sys::Protection::ReadWrite) };
+        if opened.is_err() {
+            return false;
+        }
+    } else if open > need && checks != CheckLevel::Off {
+        // SAFETY: as above, for the pages past the request (wiped at the
+        // block's free). If the kernel refuses (its map-count limit), they
+        // stay open, zero, and counted as open.
+        let closed =
+            unsafe { sys::mprotect(block.data + need, open - need, sys::Protection::None) };
+        if closed.is_err() {
+            block.open_len = open;
+            block.protected = false;
+            return true;
+        }
+    }
+    block.open_len = if open > need && checks == CheckLevel::Off {
+        open
+    } else {
+        need
+    };
+    block.protected = false;
+    true
 }
 
 /// Maps, guards, dump-excludes and locks a fresh block.
@@ -472,6 +531,7 @@ fn map_block(heap: &Heap, data_len: usize, align: usize) -> Option<LargeBlock> {
     let mut block = LargeBlock {
         data,
         data_len,
+        open_len: data_len,
         map_base,
         map_len,
         size: data_len,
@@ -560,6 +620,7 @@ fn trim_tail(heap: &Heap, block: &mut LargeBlock, data_len: usize) {
         budget::release(heap, guard_end, released - in_guard, block.locked, false);
     }
     block.data_len = data_len;
+    block.open_len = block.open_len.min(data_len);
     block.map_len = data_len + 2 * guard_len;
 }
 
