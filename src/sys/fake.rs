@@ -102,6 +102,10 @@ pub fn madvise_dontdump(_addr: usize, _len: usize) -> OsResult<()> {
     Ok(())
 }
 /// No effect.
+pub fn populate_write(_addr: usize, _len: usize) -> OsResult<()> {
+    Ok(())
+}
+/// No effect.
 pub fn madvise_wipeonfork(_addr: usize, _len: usize) -> OsResult<()> {
     Ok(())
 }

@@ -51,6 +51,10 @@ pub fn madvise_dontdump(_addr: usize, _len: usize) -> OsResult<()> {
     unsupported("madvise(MADV_DONTDUMP)")
 }
 /// Unsupported on this OS.
+pub fn populate_write(_addr: usize, _len: usize) -> OsResult<()> {
+    unsupported("madvise(MADV_POPULATE_WRITE)")
+}
+/// Unsupported on this OS.
 pub fn madvise_wipeonfork(_addr: usize, _len: usize) -> OsResult<()> {
     unsupported("madvise(MADV_WIPEONFORK)")
 }
