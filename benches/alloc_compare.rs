@@ -389,17 +389,39 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
+    let mut level_costs = Vec::new();
     for (name, contenders) in &workloads {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
-        for _ in 0..s.rounds {
-            for (i, (_, run)) in contenders.iter().enumerate() {
+        for round in 0..s.rounds {
+            // Each round starts one contender later, so none always runs
+            // right after the same neighbour (or first, on a cold cache).
+            for k in 0..contenders.len() {
+                let i = (round + k) % contenders.len();
                 let t = process_cpu();
-                run(&s);
+                (contenders[i].1)(&s);
                 times[i].push(process_cpu() - t);
             }
+        }
+        let position = |who: &str| contenders.iter().position(|(w, _)| *w == who);
+        if let (Some(d), Some(off), Some(full)) = (
+            position("SecureAlloc"),
+            position("SecureAlloc, checks off"),
+            position("SecureAlloc, checks full"),
+        ) {
+            // Paired per round (the two ran moments apart), before the
+            // sorts below: what a level costs, with less of the machine's
+            // drift than a ratio of medians.
+            let paired = |level: usize| {
+                let mut r: Vec<f64> = (0..s.rounds)
+                    .map(|k| times[level][k].as_secs_f64() / times[off][k].as_secs_f64())
+                    .collect();
+                r.sort_by(f64::total_cmp);
+                (r[r.len() / 2], r[0], r[r.len() - 1])
+            };
+            level_costs.push((name, paired(d), paired(full)));
         }
         let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
         for (i, (who, _)) in contenders.iter().enumerate() {
@@ -418,4 +440,15 @@ fn main() {
         s.rounds,
         if quick { "--quick scale" } else { "full scale" }
     );
+    if !level_costs.is_empty() {
+        println!("\nWhat each check level costs: per round, its time over checks off's; median (min–max)\n");
+        println!("| workload | default / off | full / off |");
+        println!("|---|---:|---:|");
+        for (name, d, f) in level_costs {
+            println!(
+                "| {name} | {:.3}× ({:.2}–{:.2}) | {:.2}× ({:.2}–{:.2}) |",
+                d.0, d.1, d.2, f.0, f.1, f.2
+            );
+        }
+    }
 }
