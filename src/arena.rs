@@ -98,13 +98,11 @@ impl CheckLevel {
             Some(b"full") => CheckLevel::Full,
             Some(b"off") => CheckLevel::Off,
             Some(other) => {
-                for part in [
-                    &b"secalloc: SECALLOC_CHECKS=\""[..],
+                crate::sys::warn(&[
+                    b"SECALLOC_CHECKS=\"",
                     other,
-                    b"\" is not off, default or full: using full\n",
-                ] {
-                    crate::sys::write_stderr(part);
-                }
+                    b"\" is not off, default or full: using full",
+                ]);
                 CheckLevel::Full
             }
         })
@@ -148,13 +146,11 @@ impl LockPolicy {
         crate::sys::with_env(c"SECALLOC_LOCK", |value| match value {
             None => LockPolicy::FailClosed,
             Some(v) => Self::parse(v).unwrap_or_else(|| {
-                for part in [
-                    &b"secalloc: SECALLOC_LOCK=\""[..],
+                crate::sys::warn(&[
+                    b"SECALLOC_LOCK=\"",
                     v,
-                    b"\" is not require, fail-closed or best-effort: using require\n",
-                ] {
-                    crate::sys::write_stderr(part);
-                }
+                    b"\" is not require, fail-closed or best-effort: using require",
+                ]);
                 LockPolicy::FailClosed
             }),
         })

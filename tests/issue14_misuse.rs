@@ -73,6 +73,31 @@ fn misuse(scenario: &str) {
                 let q = a.alloc_zeroed(l);
                 println!("zeroed {}", *q.add(size - 1));
             }
+            // A large block shrunk in place: the pages past its new last
+            // one are closed, as for a reused block.
+            "read_past_a_large_block_shrunk_in_place" => {
+                let q = a.realloc(p, l, size / 2 + 1);
+                assert_eq!(q, p, "not resized in place");
+                let open = (size / 2 + 1).next_multiple_of(4096);
+                assert_eq!(SecureAlloc::usable_size(q), Some(open));
+                eprintln!("shrunk");
+                let _ = q.add(open).read_volatile();
+            }
+            // A fresh large block is zero from the kernel: a zeroed
+            // allocation of one must not read (and so fault in) its pages.
+            "zeroed_fresh_large_block_stays_unfaulted" => {
+                let faults = || {
+                    let mut usage: libc::rusage = core::mem::zeroed();
+                    libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+                    usage.ru_minflt as u64
+                };
+                let before = faults();
+                let big = Layout::from_size_align(256 << 20, 16).unwrap();
+                let q = a.alloc_zeroed(big);
+                assert!(!q.is_null());
+                println!("RESULT faults={}", faults() - before);
+                std::process::exit(0);
+            }
             // A large block kept for reuse: `PROT_NONE` under `Full`.
             "large_write_after_free" => {
                 a.dealloc(p, l);
@@ -444,6 +469,33 @@ fn a_stray_access_a_megabyte_from_a_large_block_faults() {
             );
         }
     }
+    for level in ["default", "full"] {
+        for size in [200_000usize, 4 << 20] {
+            let scenario = format!("read_past_a_large_block_shrunk_in_place:{size}:{level}");
+            let out = run_child(
+                "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+                &scenario,
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("shrunk"), "{scenario}: {stderr}");
+            assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGSEGV),
+                "{scenario}: not a fault: {stderr}"
+            );
+        }
+    }
+    // The calloc check reads only blocks from the cache (reading a fresh
+    // one faulted in every page: 65,536 faults for 256 MiB).
+    let out = run_child(
+        "rust_allocator_misuse_aborts_with_the_exact_message_of_its_class",
+        "zeroed_fresh_large_block_stays_unfaulted:64:default",
+    );
+    let faults: u64 = child_result(&out)["faults"].parse().unwrap();
+    assert!(
+        faults < 1000,
+        "a fresh zeroed 256 MiB block took {faults} page faults"
+    );
     for level in ["default", "full"] {
         for size in [100_000usize, 3 << 20] {
             let scenario = format!("read_past_a_reused_large_block:{size}:{level}");

@@ -102,6 +102,26 @@ fn misuse(scenario: &str) {
                     }
                 });
             }
+            // stderr is a pipe nobody reads, already full: the detecting
+            // thread must still end the process, and soon.
+            "detect_with_stderr_full" => {
+                let fd = libc::open(
+                    c"/proc/self/fd/2".as_ptr(),
+                    libc::O_WRONLY | libc::O_NONBLOCK,
+                );
+                assert!(fd >= 0);
+                let chunk = [b'x'; 4096];
+                while libc::write(fd, chunk.as_ptr().cast(), chunk.len()) > 0 {}
+                libc::close(fd);
+                let p = a.alloc(l) as usize;
+                std::thread::spawn(move || {
+                    a.dealloc(p as *mut u8, l);
+                    a.dealloc(p as *mut u8, l);
+                });
+                std::thread::sleep(std::time::Duration::from_secs(4));
+                println!("RESULT survived=true");
+                std::process::exit(0);
+            }
             other => panic!("unknown scenario {other}"),
         }
     }
@@ -187,4 +207,31 @@ fn racing_detections_print_one_line() {
             "run {run}: stderr {stderr:?}"
         );
     }
+}
+
+/// A detection aborts even when stderr cannot take the report: with a
+/// full pipe the detecting thread blocked in `write` while the others ran
+/// on, and the program exited 0 (found by the second review of the fatal
+/// path). The report is then dropped, the abort is not.
+#[test]
+fn a_detection_aborts_when_stderr_is_full() {
+    if let Some(scenario) = child_scenario() {
+        misuse(&scenario);
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "a_detection_aborts_when_stderr_is_full",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "detect_with_stderr_full")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not reading stderr until the child is gone keeps its pipe full.
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
 }

@@ -245,6 +245,16 @@ impl SecureAlloc {
         if self.checks != CheckLevel::Default || len <= CHECKED_BYTES_DEFAULT {
             return;
         }
+        if class_for(len, 16).is_none() {
+            // A large block: only one from the cache can hold anything.
+            let fresh = HEAPS
+                .iter()
+                .find_map(|heap| heap.large.find(addr))
+                .is_none_or(|block| !block.reused);
+            if fresh {
+                return;
+            }
+        }
         // SAFETY: `[addr, addr + len)` is a block just allocated for the
         // caller, who has not been handed it yet.
         if !unsafe { super::wipe::all_zero(addr, len) } {

@@ -203,6 +203,15 @@ pub fn register_atexit(_f: extern "C" fn()) -> OsResult<()> {
 }
 
 /// Panics with the pieces (loom reports it).
+/// One warning line on stderr: `secalloc: ` and the pieces.
+pub fn warn(parts: &[&[u8]]) {
+    let text: Vec<String> = parts
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    eprintln!("secalloc: {}", text.concat());
+}
+
 pub fn fatal_parts(parts: &[&[u8]]) -> ! {
     let text: Vec<String> = parts
         .iter()

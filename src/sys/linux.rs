@@ -720,33 +720,71 @@ pub fn register_atexit(f: extern "C" fn()) -> OsResult<()> {
 /// Set by the first thread to reach [`fatal_parts`].
 static FATAL_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// [`fatal`] with a message in pieces (so callers need not format, which
-/// could allocate): `secalloc: fatal: ` then each piece, then a newline.
-///
-/// The line is assembled on the stack and written with one `write`, and
-/// only the first thread to get here writes: two threads detecting misuse
-/// at once interleaved their pieces into one garbled line (found by the
-/// issue-14 attack review, 6 runs in 500). A later arrival waits for the
-/// first one's `abort`, which ends every thread.
-pub fn fatal_parts(parts: &[&[u8]]) -> ! {
-    if FATAL_STARTED.swap(true, Ordering::SeqCst) {
-        loop {
-            sleep_briefly();
-        }
-    }
+/// Writes the pieces to stderr as one line assembled on the stack (cut at
+/// 255 bytes), with one `write`, so that lines from two threads never mix.
+/// With `wait_ms`, writes only if stderr takes the line within that long
+/// (`poll`): a full pipe nobody reads must not keep the caller from what it
+/// does next.
+fn write_stderr_line(parts: &[&[u8]], wait_ms: Option<c_int>) {
     let mut line = [0u8; 256];
     let mut len = 0;
-    let pieces = [b"secalloc: fatal: ".as_slice()]
-        .into_iter()
-        .chain(parts.iter().copied());
-    for piece in pieces {
+    for piece in parts {
         // Leave room for the newline; a piece too long is cut short.
         let take = piece.len().min(line.len() - 1 - len);
         line[len..len + take].copy_from_slice(&piece[..take]);
         len += take;
     }
     line[len] = b'\n';
+    if let Some(ms) = wait_ms {
+        let mut fd = libc::pollfd {
+            fd: 2,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: `fd` is one valid pollfd for the duration of the call.
+        // A pipe is reported writable when it has room for PIPE_BUF bytes,
+        // more than the line, so the write below then does not block.
+        if unsafe { libc::poll(&mut fd, 1, ms) } != 1 || fd.revents & libc::POLLOUT == 0 {
+            return;
+        }
+    }
     write_stderr(&line[..=len]);
+}
+
+/// One warning line on stderr (`secalloc: ` and the pieces), in one
+/// `write`, without allocating.
+pub fn warn(parts: &[&[u8]]) {
+    let mut all: [&[u8]; 8] = [&[]; 8];
+    all[0] = b"secalloc: ";
+    let n = parts.len().min(7);
+    all[1..=n].copy_from_slice(&parts[..n]);
+    write_stderr_line(&all[..=n], None);
+}
+
+/// [`fatal`] with a message in pieces (so callers need not format, which
+/// could allocate): `secalloc: fatal: ` then each piece, then a newline.
+///
+/// Only the first thread to get here writes, one line in one `write`: two
+/// threads detecting misuse at once interleaved their pieces into one
+/// garbled line (found by the issue-14 attack review, 6 runs in 500). The
+/// write waits at most 100 ms for stderr, and a later arrival waits at
+/// most about a second for the first one's `abort` before aborting itself:
+/// with stderr a full pipe the first thread blocked in `write` while the
+/// others ran on and the program exited 0, and a child forked meanwhile
+/// inherited the flag and hung at its own detection (both found by the
+/// second review of these fixes).
+pub fn fatal_parts(parts: &[&[u8]]) -> ! {
+    if FATAL_STARTED.swap(true, Ordering::SeqCst) {
+        for _ in 0..20_000 {
+            sleep_briefly();
+        }
+    } else {
+        let mut all: [&[u8]; 8] = [&[]; 8];
+        all[0] = b"secalloc: fatal: ";
+        let n = parts.len().min(7);
+        all[1..=n].copy_from_slice(&parts[..n]);
+        write_stderr_line(&all[..=n], Some(100));
+    }
     // SAFETY: abort has no preconditions and does not return.
     unsafe { libc::abort() }
 }

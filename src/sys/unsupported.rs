@@ -198,6 +198,15 @@ pub fn register_atexit(_f: extern "C" fn()) -> OsResult<()> {
     })
 }
 
+/// One warning line on stderr: `secalloc: ` and the pieces.
+pub fn warn(parts: &[&[u8]]) {
+    write_stderr(b"secalloc: ");
+    for part in parts {
+        write_stderr(part);
+    }
+    write_stderr(b"\n");
+}
+
 /// [`fatal`] with a message in pieces (so callers need not format, which
 /// could allocate): `secalloc: fatal: ` then each piece, then a newline.
 pub fn fatal_parts(parts: &[&[u8]]) -> ! {
