@@ -138,10 +138,10 @@ impl LockPolicy {
         })
     }
 
-    /// [`Self::from_env`], with an unset or unreadable variable meaning the
-    /// default, fail-closed (for the preload, which cannot report an error).
+    /// [`Self::from_env`], with an unset variable meaning the default,
+    /// fail-closed (for the preload, which cannot report an error). Any
+    /// other value fails closed too, with one line on stderr naming it.
     #[doc(hidden)]
-    /// Any other value fails closed, with one line on stderr naming it.
     pub fn from_env_or_default() -> LockPolicy {
         crate::sys::with_env(c"SECALLOC_LOCK", |value| match value {
             None => LockPolicy::FailClosed,

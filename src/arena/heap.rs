@@ -653,7 +653,7 @@ impl Heap {
             // once (an idle one was used before and is resident). Without
             // this, the zero check's load at each first allocation mapped
             // the shared zero page and the caller's store faulted again:
-            // 18% more page faults and 7-10% more CPU time building a map
+            // 18% more page faults and 8-11% more CPU time building a map
             // at `default` than with checks off.
             let _ = sys::populate_write(self.slab_addr(slab), SLAB_SIZE);
         }

@@ -506,7 +506,7 @@ fn guard_len() -> usize {
 /// if the pages it needs could not be opened (the block is then unusable).
 fn open_exactly(block: &mut LargeBlock, need: usize, checks: CheckLevel) -> bool {
     let open = if block.protected { 0 } else { block.open_len };
-    if open < need {
+    block.open_len = if open < need {
         // SAFETY: `[data + open, data + need)` lies in the block's data
         // pages; the block was just taken out of the cache, so nothing else
         // references it.
@@ -515,22 +515,20 @@ fn open_exactly(block: &mut LargeBlock, need: usize, checks: CheckLevel) -> bool
         if opened.is_err() {
             return false;
         }
+        need
     } else if open > need && checks != CheckLevel::Off {
         // SAFETY: as above, for the pages past the request (wiped at the
         // block's free). If the kernel refuses (its map-count limit), they
-        // stay open, zero, and counted as open.
+        // stay open and counted as open.
         let closed =
             unsafe { sys::mprotect(block.data + need, open - need, sys::Protection::None) };
-        if closed.is_err() {
-            block.open_len = open;
-            block.protected = false;
-            return true;
+        if closed.is_ok() {
+            need
+        } else {
+            open
         }
-    }
-    block.open_len = if open > need && checks == CheckLevel::Off {
-        open
     } else {
-        need
+        open
     };
     block.protected = false;
     true

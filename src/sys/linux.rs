@@ -720,15 +720,15 @@ pub fn register_atexit(f: extern "C" fn()) -> OsResult<()> {
 /// Set by the first thread to reach [`fatal_parts`].
 static FATAL_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Writes the pieces to stderr as one line assembled on the stack (cut at
-/// 255 bytes), with one `write`, so that lines from two threads never mix.
-/// With `wait_ms`, writes only if stderr takes the line within that long
-/// (`poll`): a full pipe nobody reads must not keep the caller from what it
-/// does next.
-fn write_stderr_line(parts: &[&[u8]], wait_ms: Option<c_int>) {
+/// Writes `prefix` and the pieces to stderr as one line assembled on the
+/// stack (cut at 255 bytes), with one `write`, so that lines from two
+/// threads never mix. With `wait_ms`, writes only if stderr takes the line
+/// within that long (`poll`): a full pipe nobody reads must not keep the
+/// caller from what it does next.
+fn write_stderr_line(prefix: &[u8], parts: &[&[u8]], wait_ms: Option<c_int>) {
     let mut line = [0u8; 256];
     let mut len = 0;
-    for piece in parts {
+    for piece in core::iter::once(prefix).chain(parts.iter().copied()) {
         // Leave room for the newline; a piece too long is cut short.
         let take = piece.len().min(line.len() - 1 - len);
         line[len..len + take].copy_from_slice(&piece[..take]);
@@ -754,11 +754,7 @@ fn write_stderr_line(parts: &[&[u8]], wait_ms: Option<c_int>) {
 /// One warning line on stderr (`secalloc: ` and the pieces), in one
 /// `write`, without allocating.
 pub fn warn(parts: &[&[u8]]) {
-    let mut all: [&[u8]; 8] = [&[]; 8];
-    all[0] = b"secalloc: ";
-    let n = parts.len().min(7);
-    all[1..=n].copy_from_slice(&parts[..n]);
-    write_stderr_line(&all[..=n], None);
+    write_stderr_line(b"secalloc: ", parts, None);
 }
 
 /// [`fatal`] with a message in pieces (so callers need not format, which
@@ -779,11 +775,7 @@ pub fn fatal_parts(parts: &[&[u8]]) -> ! {
             sleep_briefly();
         }
     } else {
-        let mut all: [&[u8]; 8] = [&[]; 8];
-        all[0] = b"secalloc: fatal: ";
-        let n = parts.len().min(7);
-        all[1..=n].copy_from_slice(&parts[..n]);
-        write_stderr_line(&all[..=n], Some(100));
+        write_stderr_line(b"secalloc: fatal: ", parts, Some(100));
     }
     // SAFETY: abort has no preconditions and does not return.
     unsafe { libc::abort() }
