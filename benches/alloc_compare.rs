@@ -394,8 +394,23 @@ fn main() {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
+        let position = |who: &str| contenders.iter().position(|(w, _)| *w == who);
+        let levels = (
+            position("SecureAlloc"),
+            position("SecureAlloc, checks off"),
+            position("SecureAlloc, checks full"),
+        );
+        // A check level's cost is a few per cent against per-round swings
+        // of ±10–40% on a shared machine: the workloads that compare levels
+        // (short ones) run three times the rounds, so that the median of the
+        // paired ratios moves by less than the figure it reports.
+        let rounds = if levels.0.is_some() {
+            s.rounds * 3
+        } else {
+            s.rounds
+        };
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
-        for round in 0..s.rounds {
+        for round in 0..rounds {
             // Each round starts one contender later, so none always runs
             // right after the same neighbour (or first, on a cold cache).
             for k in 0..contenders.len() {
@@ -405,17 +420,12 @@ fn main() {
                 times[i].push(process_cpu() - t);
             }
         }
-        let position = |who: &str| contenders.iter().position(|(w, _)| *w == who);
-        if let (Some(d), Some(off), Some(full)) = (
-            position("SecureAlloc"),
-            position("SecureAlloc, checks off"),
-            position("SecureAlloc, checks full"),
-        ) {
+        if let (Some(d), Some(off), Some(full)) = levels {
             // Paired per round (the two ran moments apart), before the
             // sorts below: what a level costs, with less of the machine's
             // drift than a ratio of medians.
             let paired = |level: usize| {
-                let mut r: Vec<f64> = (0..s.rounds)
+                let mut r: Vec<f64> = (0..rounds)
                     .map(|k| times[level][k].as_secs_f64() / times[off][k].as_secs_f64())
                     .collect();
                 r.sort_by(f64::total_cmp);
@@ -436,8 +446,9 @@ fn main() {
         }
     }
     println!(
-        "\n{} rounds, interleaved; {}",
+        "\n{} rounds interleaved ({} where check levels are compared); {}",
         s.rounds,
+        s.rounds * 3,
         if quick { "--quick scale" } else { "full scale" }
     );
     if !level_costs.is_empty() {
