@@ -69,12 +69,12 @@ static ALLOCATORS: [SecureAlloc; 16] = {
 /// The allocator for the policy in `SECALLOC_LOCK` and the check level in
 /// `SECALLOC_CHECKS`.
 #[inline(always)]
-pub fn allocator() -> SecureAlloc {
+pub fn allocator() -> &'static SecureAlloc {
     let chosen = match POLICY.load(Ordering::Relaxed) {
         POLICY_UNSET => choose_policy(),
         p => p,
     };
-    ALLOCATORS[chosen as usize & 15]
+    &ALLOCATORS[chosen as usize & 15]
 }
 
 /// Reads `SECALLOC_LOCK` and `SECALLOC_CHECKS` once (kept out of line:

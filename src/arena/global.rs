@@ -220,7 +220,7 @@ impl SecureAlloc {
     /// C `malloc`: `size` bytes at malloc alignment (16); null on failure.
     /// [`Self::c_alloc`] without the alignment check (the constant 16 needs
     /// none) on the hottest path of the `LD_PRELOAD` library.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn c_malloc(&self, size: usize) -> *mut u8 {
         const MALLOC_ALIGN: usize = 16;
         if size > isize::MAX as usize - (MALLOC_ALIGN - 1) {
@@ -276,6 +276,7 @@ impl SecureAlloc {
     ///
     /// # Safety
     /// No live reference into the block may remain.
+    #[inline(always)]
     pub(crate) unsafe fn c_free(&self, ptr: *mut u8) {
         self.free_raw(ptr as usize, None)
     }
@@ -413,7 +414,7 @@ impl SecureAlloc {
     /// When the kernel refuses to lock memory, every idle piece of locked
     /// memory in the process is given back and the request is tried once
     /// more; a fail-closed refusal that stands is explained on stderr (once).
-    #[inline]
+    #[inline(always)]
     fn allocate_raw(&self, layout: Layout) -> *mut u8 {
         let heap = self.heap();
         if !heap.ensure_ready() {
@@ -458,7 +459,7 @@ impl SecureAlloc {
     }
 
     /// One attempt at `layout` from `heap`; 0 on failure.
-    #[inline]
+    #[inline(always)]
     fn try_allocate(&self, heap: &Heap, layout: Layout) -> usize {
         let Some(class) = class_for(self.slot_request(layout), layout.align()) else {
             return heap
@@ -479,7 +480,7 @@ impl SecureAlloc {
     /// caller's `layout` must be exactly the one the block was allocated
     /// (or last resized) with; a C caller's free needs none (the arena's
     /// own metadata supplies it).
-    #[inline]
+    #[inline(always)]
     fn free_raw(&self, addr: usize, layout: Option<Layout>) {
         for (idx, heap) in HEAPS.iter().enumerate() {
             if heap.owns(addr) {
