@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod budget;
+pub(crate) mod checked;
 pub(crate) mod heap;
 pub(crate) mod large;
 pub(crate) mod size_class;

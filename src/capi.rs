@@ -163,7 +163,11 @@ fn free_zero_block(ptr: *mut c_void) {
     }
     let n = offset / MALLOC_ALIGN;
     let bit = 1u64 << (n % 64);
-    if ZERO_LIVE[n / 64].fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+    // Past the bitmap is past the region: not a block this library made.
+    let Some(word) = ZERO_LIVE.get(n / 64) else {
+        crate::fatal::fatal_at(crate::fatal::FatalKind::InvalidFree, ptr as usize);
+    };
+    if word.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
         crate::fatal::fatal_at(crate::fatal::FatalKind::DoubleFree, ptr as usize);
     }
 }

@@ -15,6 +15,7 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v objdump >/dev/null 2>&1 || need+=(binutils) # tests/no_panic_paths.rs
 [ -x /usr/bin/python3 ] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then

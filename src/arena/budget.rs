@@ -82,13 +82,15 @@ fn read_cap_ipc_lock() -> bool {
     let Some(n) = sys::read_file(c"/proc/self/status", &mut buf) else {
         return false;
     };
-    let text = &buf[..n];
+    let text = buf.get(..n).unwrap_or_default();
     let key = b"CapEff:";
     let Some(at) = text.windows(key.len()).position(|w| w == key) else {
         return false;
     };
     let mut caps: u64 = 0;
-    for &b in text[at + key.len()..]
+    for &b in text
+        .get(at + key.len()..)
+        .unwrap_or_default()
         .iter()
         .skip_while(|b| b.is_ascii_whitespace())
     {

@@ -3,7 +3,7 @@
 
 use super::budget;
 use super::heap::Heap;
-use super::size_class::{class_for, SIZE_CLASSES};
+use super::size_class::{class_for, class_size};
 use super::thread_cache::with_cache;
 use super::wipe::wipe;
 use super::{CheckLevel, LockPolicy, Stats, HEAP_COUNT};
@@ -470,7 +470,7 @@ impl SecureAlloc {
         let addr = with_cache(idx, |cache, heap| cache.pop(heap, class))
             .unwrap_or_else(|| take_one_uncached(heap, class));
         if addr != 0 {
-            check_still_zero(addr, SIZE_CLASSES[class], self.checks);
+            check_still_zero(addr, class_size(class), self.checks);
             heap.mark_live(addr, class, layout.size());
         }
         addr
@@ -622,10 +622,10 @@ fn free_small(
     if layout.is_some_and(|l| l.size() != size) {
         fatal_at(FatalKind::LayoutMismatch, addr);
     }
-    check_slack(addr, size, SIZE_CLASSES[class], checks);
+    check_slack(addr, size, class_size(class), checks);
     // SAFETY: the slot was live and its owner just gave it up; its live
     // mark is now clear, so no one else can reach it.
-    unsafe { wipe(addr, SIZE_CLASSES[class]) };
+    unsafe { wipe(addr, class_size(class)) };
     // Small slabs: no thread caches, so a freed slot can empty its slab and
     // give its pages back at once (the flag shares a line with `base`,
     // which `locate` just read).

@@ -29,7 +29,7 @@
 use super::budget;
 use super::large::LargeHeap;
 use super::size_class::{
-    slot_index, slots_per_slab, CLASS_COUNT, SIZE_CLASSES, SLAB_SHIFT, SLAB_SIZE,
+    class_size, slot_index, slots_per_slab, CLASS_COUNT, SLAB_SHIFT, SLAB_SIZE,
 };
 use super::slab::{SlabMeta, NO_SLAB};
 use super::LockPolicy;
@@ -305,7 +305,7 @@ impl Heap {
     /// Slots of `class` that lie in the committed part of `slab`.
     fn backed_slots(&self, slab: usize, class: usize) -> usize {
         if self.small_slabs() {
-            self.committed_bytes(slab) / SIZE_CLASSES[class]
+            self.committed_bytes(slab) / class_size(class)
         } else {
             slots_per_slab(class)
         }
@@ -318,7 +318,7 @@ impl Heap {
     fn grow_slab(&self, slab: usize, class: usize) -> bool {
         let page = sys::page_size();
         let meta = self.meta(slab);
-        let size = SIZE_CLASSES[class];
+        let size = class_size(class);
         let old_bytes = meta.committed_pages() * page;
         let old_slots = old_bytes / size;
         let new_bytes = round_up((old_slots + 1) * size, page);
@@ -359,7 +359,7 @@ impl Heap {
         };
         let meta = self.meta(slab);
         let in_slab = offset & (SLAB_SIZE - 1);
-        let size = SIZE_CLASSES[class];
+        let size = class_size(class);
         let slot = slot_index(in_slab, class);
         if in_slab != slot * size || slot >= slots_per_slab(class) {
             fatal_at(FatalKind::InvalidFree, addr);
@@ -389,7 +389,7 @@ impl Heap {
     // ------------------------------------------------------------------
 
     fn class_list(&self, class: usize, shard: usize) -> &Mutex<ClassList> {
-        &self.classes[class * SHARD_COUNT + shard].0
+        &super::checked::at(&self.classes, class * SHARD_COUNT + shard).0
     }
 
     /// Takes up to `out.len()` free slots of `class` from `shard`'s slabs,
@@ -434,8 +434,9 @@ impl Heap {
                 })
             };
             let slab_addr = self.slab_addr(slab);
-            let size = SIZE_CLASSES[class];
-            for (dst, &slot) in out[taken..taken + n].iter_mut().zip(&indices[..n]) {
+            let size = class_size(class);
+            let taken_now = super::checked::part_mut(out, taken..taken + n);
+            for (dst, &slot) in taken_now.iter_mut().zip(&indices) {
                 *dst = slab_addr + slot as usize * size;
             }
             taken += n;
@@ -514,7 +515,7 @@ impl Heap {
     /// assigned to `class` and has at least one unavailable slot.
     unsafe fn trim_tail(&self, list: &mut ClassList, slab: usize, class: usize, freed: usize) {
         let page = sys::page_size();
-        let size = SIZE_CLASSES[class];
+        let size = class_size(class);
         let meta = self.meta(slab);
         let old_bytes = meta.committed_pages() * page;
         if (freed + 1) * size + page <= old_bytes {
@@ -1004,7 +1005,7 @@ impl Heap {
     pub(crate) fn slot_of(&self, addr: usize) -> Option<(usize, usize, bool, bool)> {
         let (slab, class, slot) = self.slot_at(addr)?;
         let meta = self.meta(slab);
-        let size = SIZE_CLASSES[class];
+        let size = class_size(class);
         Some((
             self.slab_addr(slab) + slot * size,
             size,
@@ -1023,7 +1024,7 @@ impl Heap {
     pub(crate) fn live_extent(&self, addr: usize) -> Option<(usize, usize)> {
         let (slab, class, slot) = self.slot_at(addr)?;
         let size = self.meta(slab).live_size(slot)?;
-        Some((self.slab_addr(slab) + slot * SIZE_CLASSES[class], size))
+        Some((self.slab_addr(slab) + slot * class_size(class), size))
     }
 
     /// The requested size of the live slot starting at `addr` (which

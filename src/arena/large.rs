@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use super::budget;
+use super::checked;
 use super::heap::{round_up, Heap};
 use super::wipe::{wipe, wipe_resident};
 use super::{CheckLevel, LockPolicy};
@@ -216,7 +217,7 @@ impl LargeHeap {
     /// an invalid free).
     pub(crate) fn is_cached(&self, data: usize) -> bool {
         let reg = self.registry.lock();
-        reg.cache[..reg.cache_len].iter().any(|b| b.data == data)
+        reg.cached().iter().any(|b| b.data == data)
     }
 
     /// Records whether the live block at `data` came from C++ `new[]`, and
@@ -289,7 +290,7 @@ impl LargeHeap {
         }
         let mut evicted = [VACANT; CACHE_SLOTS];
         let kept = self.registry.lock().put_cached(block, &mut evicted);
-        for old in &evicted[..kept.unwrap_or(0)] {
+        for old in evicted.iter().take(kept.unwrap_or(0)) {
             unmap_block(heap, old);
         }
         if kept.is_none() {
@@ -362,14 +363,16 @@ impl LargeHeap {
         let mut evicted = [VACANT; CACHE_SLOTS];
         let n = {
             let mut reg = self.registry.lock();
-            let n = reg.cache_len;
-            evicted[..n].copy_from_slice(&reg.cache[..n]);
+            let n = reg.cached().len();
+            for (to, from) in evicted.iter_mut().zip(reg.cached()) {
+                *to = *from;
+            }
             reg.cache_len = 0;
             reg.cache_bytes = 0;
             reg.cache_locked_bytes = 0;
             n
         };
-        for block in &evicted[..n] {
+        for block in evicted.iter().take(n) {
             unmap_block(heap, block);
         }
         n > 0
@@ -407,7 +410,7 @@ impl LargeHeap {
                 }
                 (n, next >= reg.capacity)
             };
-            for block in &batch[..n] {
+            for block in batch.iter().take(n) {
                 f(block, true);
             }
             if done {
@@ -417,10 +420,12 @@ impl LargeHeap {
         let mut cached = [VACANT; CACHE_SLOTS];
         let n = {
             let reg = self.registry.lock();
-            cached[..reg.cache_len].copy_from_slice(&reg.cache[..reg.cache_len]);
-            reg.cache_len
+            for (to, from) in cached.iter_mut().zip(reg.cached()) {
+                *to = *from;
+            }
+            reg.cached().len()
         };
-        for block in &cached[..n] {
+        for block in cached.iter().take(n) {
             f(block, false);
         }
     }
@@ -460,7 +465,7 @@ impl LargeHeap {
         reg.cache_bytes = 0;
         reg.cache_locked_bytes = 0;
         drop(reg);
-        for block in &blocks[..cached] {
+        for block in blocks.iter().take(cached) {
             unmap_block(heap, block);
         }
     }
@@ -770,6 +775,23 @@ impl Registry {
         true
     }
 
+    /// The cached blocks, oldest first.
+    fn cached(&self) -> &[LargeBlock] {
+        checked::part(&self.cache, 0..self.cache_len)
+    }
+
+    /// Takes cached block `i` out, keeping the others in the order they
+    /// were freed (oldest first), so that eviction takes the coldest.
+    fn remove_cached(&mut self, i: usize) -> LargeBlock {
+        let len = checked::below(self.cache_len, CACHE_SLOTS + 1);
+        let block = *checked::at(&self.cache, i);
+        for k in i + 1..len {
+            self.cache[k - 1] = self.cache[k];
+        }
+        self.cache_len = len.saturating_sub(1);
+        block
+    }
+
     /// Takes the smallest cached block that holds `data_len` bytes at
     /// `align`: a wiped block at hand is always reused rather than a fresh
     /// one mapped and faulted in. The caller gives back the tail it does not
@@ -783,19 +805,17 @@ impl Registry {
     ) -> Option<LargeBlock> {
         let mut best: Option<usize> = None;
         // Oldest first: the newest is the last entry.
-        let eligible = self.cache_len - (not_newest && self.cache_len > 0) as usize;
-        for (i, b) in self.cache[..eligible].iter().enumerate() {
+        let cached = self.cached();
+        let eligible = cached.len() - (not_newest && !cached.is_empty()) as usize;
+        let mut best_len = usize::MAX;
+        for (i, b) in cached.iter().take(eligible).enumerate() {
             let fits = b.data_len >= data_len && b.data % align == 0 && (b.locked || !need_locked);
-            if fits && best.is_none_or(|j| b.data_len < self.cache[j].data_len) {
+            if fits && b.data_len < best_len {
                 best = Some(i);
+                best_len = b.data_len;
             }
         }
-        let found = best?;
-        let block = self.cache[found];
-        // Keep the others in the order they were freed (oldest first), so
-        // eviction takes the coldest.
-        self.cache.copy_within(found + 1..self.cache_len, found);
-        self.cache_len -= 1;
+        let block = self.remove_cached(best?);
         self.cache_bytes -= block.data_len;
         if block.locked {
             self.cache_locked_bytes -= block.data_len;
@@ -821,17 +841,15 @@ impl Registry {
         }
         let mut n = 0;
         while self.cache_len == CACHE_SLOTS || self.cache_bytes + block.data_len > cap {
-            let oldest = self.cache[0];
-            self.cache.copy_within(1..self.cache_len, 0);
-            self.cache_len -= 1;
+            let oldest = self.remove_cached(0);
             self.cache_bytes -= oldest.data_len;
             if oldest.locked {
                 self.cache_locked_bytes -= oldest.data_len;
             }
-            evicted[n] = oldest;
+            *checked::at_mut(evicted, n) = oldest;
             n += 1;
         }
-        self.cache[self.cache_len] = block;
+        *checked::at_mut(&mut self.cache, self.cache_len) = block;
         self.cache_len += 1;
         self.cache_bytes += block.data_len;
         if block.locked {

@@ -12,6 +12,13 @@ use static_assertions::const_assert;
 pub(crate) const SLAB_SIZE: usize = 64 * 1024;
 /// `log2(SLAB_SIZE)`.
 pub(crate) const SLAB_SHIFT: u32 = 16;
+/// The slot size of class `idx` (a corruption report, not a panic, for an
+/// index past the table: see `checked`).
+#[inline(always)]
+pub(crate) fn class_size(idx: usize) -> usize {
+    *super::checked::at(&SIZE_CLASSES, idx)
+}
+
 /// The smallest slot.
 pub(crate) const MIN_SLOT: usize = 16;
 /// Most slots a slab can hold (all of the smallest class).
@@ -123,7 +130,7 @@ const_assert!(SLAB_SHIFT + 14 <= 32 && SMALL_SIZE_MAX <= 1 << 14);
 #[inline]
 pub(crate) fn slot_index(offset_in_slab: usize, idx: usize) -> usize {
     debug_assert!(offset_in_slab < SLAB_SIZE);
-    ((offset_in_slab as u64 * SLOT_RECIPROCALS[idx]) >> 32) as usize
+    ((offset_in_slab as u64 * *super::checked::at(&SLOT_RECIPROCALS, idx)) >> 32) as usize
 }
 
 /// Slots of class `idx` in one slab. A table, not `SLAB_SIZE / size`: the
@@ -131,7 +138,7 @@ pub(crate) fn slot_index(offset_in_slab: usize, idx: usize) -> usize {
 /// tens of cycles there.
 #[inline]
 pub(crate) fn slots_per_slab(idx: usize) -> usize {
-    SLOTS_PER_SLAB[idx] as usize
+    *super::checked::at(&SLOTS_PER_SLAB, idx) as usize
 }
 
 static SLOTS_PER_SLAB: [u16; CLASS_COUNT] = {
@@ -168,7 +175,10 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
     if size > SMALL_SIZE_MAX {
         return None;
     }
-    let mut idx = CLASS_BY_GRANULE[size.div_ceil(MIN_SLOT)] as usize;
+    let mut idx = super::checked::below(
+        CLASS_BY_GRANULE[size.div_ceil(MIN_SLOT)] as usize,
+        CLASS_COUNT,
+    );
     if align > MIN_SLOT {
         while class_align(idx) < align {
             idx += 1;
@@ -188,7 +198,7 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
 /// compares against it.
 #[inline]
 pub(crate) fn cache_capacity(idx: usize) -> usize {
-    CACHE_CAPACITIES[idx] as usize
+    *super::checked::at(&CACHE_CAPACITIES, idx) as usize
 }
 
 static CACHE_CAPACITIES: [u8; CLASS_COUNT] = {

@@ -138,6 +138,13 @@ impl SlabMeta {
         }
     }
 
+    /// `slot`'s live word (an index from the caller's address arithmetic,
+    /// below `MAX_SLOTS_PER_SLAB` unless the metadata is corrupt).
+    #[inline(always)]
+    fn live_word(&self, slot: usize) -> &AtomicU16 {
+        super::checked::at(&self.live, slot)
+    }
+
     /// Marks `slot` as handed to a caller for a request of `size` bytes.
     /// Returns `false` if it already was, which means the allocator's own
     /// state is corrupt.
@@ -146,7 +153,7 @@ impl SlabMeta {
         // Relaxed: the slot reached this thread through a lock or its own
         // thread cache, which already ordered it; and only this thread can be
         // handing it out now, so a load and a store suffice.
-        let word = &self.live[slot];
+        let word = self.live_word(slot);
         if word.load(Ordering::Relaxed) != 0 {
             return false;
         }
@@ -161,7 +168,7 @@ impl SlabMeta {
     pub(crate) fn mark_free(&self, slot: usize) -> Option<usize> {
         // An atomic swap: of two racing frees of one pointer, exactly one
         // sees it live.
-        let previous = self.live[slot].swap(0, Ordering::Relaxed);
+        let previous = self.live_word(slot).swap(0, Ordering::Relaxed);
         (previous & LIVE_BIT != 0).then_some((previous & SIZE_MASK) as usize)
     }
 
@@ -169,7 +176,7 @@ impl SlabMeta {
     /// owner calls this, right after allocating it).
     pub(crate) fn set_array(&self, slot: usize, array: bool) {
         let bit = 1u64 << (slot % 64);
-        let word = &self.arrays[slot / 64];
+        let word = super::checked::at(&self.arrays, slot / 64);
         if array {
             word.fetch_or(bit, Ordering::Relaxed);
         } else {
@@ -179,19 +186,21 @@ impl SlabMeta {
 
     /// Whether `slot` was last allocated by C++ `operator new[]`.
     pub(crate) fn is_array(&self, slot: usize) -> bool {
-        self.arrays[slot / 64].load(Ordering::Relaxed) & (1u64 << (slot % 64)) != 0
+        super::checked::at(&self.arrays, slot / 64).load(Ordering::Relaxed) & (1u64 << (slot % 64))
+            != 0
     }
 
     /// The requested size of live `slot` (`None` if it is free).
     pub(crate) fn live_size(&self, slot: usize) -> Option<usize> {
-        let word = self.live[slot].load(Ordering::Relaxed);
+        let word = self.live_word(slot).load(Ordering::Relaxed);
         (word & LIVE_BIT != 0).then_some((word & SIZE_MASK) as usize)
     }
 
     /// Records a new requested size for live `slot` (its owner resized it
     /// in place; only the owner touches a live slot's word).
     pub(crate) fn set_live_size(&self, slot: usize, size: usize) {
-        self.live[slot].store(LIVE_BIT | (size as u16 & SIZE_MASK), Ordering::Relaxed);
+        self.live_word(slot)
+            .store(LIVE_BIT | (size as u16 & SIZE_MASK), Ordering::Relaxed);
     }
 
     /// Number of live slots among the first `slots` (racy snapshot, for
@@ -205,7 +214,7 @@ impl SlabMeta {
 
     /// Whether `slot` is live (racy snapshot, for inspection).
     pub(crate) fn is_live(&self, slot: usize) -> bool {
-        self.live[slot].load(Ordering::Relaxed) != 0
+        self.live_word(slot).load(Ordering::Relaxed) != 0
     }
 
     /// Runs `f` on the lock-guarded lists.
@@ -299,7 +308,7 @@ impl SlabLists {
             } else {
                 (1u64 << (slots - word * 64)) - 1
             };
-            let taken = !self.avail[word] & valid;
+            let taken = !*super::checked::at(&self.avail, word) & valid;
             if taken != 0 {
                 return Some(word * 64 + 63 - taken.leading_zeros() as usize);
             }
@@ -312,7 +321,7 @@ impl SlabLists {
     pub(crate) fn retract(&mut self, from: usize, to: usize) {
         for slot in from..to {
             debug_assert!(self.avail[slot / 64] & (1u64 << (slot % 64)) != 0);
-            self.avail[slot / 64] &= !(1u64 << (slot % 64));
+            *super::checked::at_mut(&mut self.avail, slot / 64) &= !(1u64 << (slot % 64));
         }
         self.avail_count -= (to - from) as u32;
     }
@@ -329,7 +338,7 @@ impl SlabLists {
             } else {
                 ((1u64 << n) - 1) << bit
             };
-            self.avail[word] |= mask;
+            *super::checked::at_mut(&mut self.avail, word) |= mask;
             slot += n;
         }
         self.avail_count += (to - from) as u32;
@@ -342,7 +351,7 @@ impl SlabLists {
     /// Makes `slot` available again. Returns `false` if it already was (the
     /// slot was in two places at once: allocator state is corrupt).
     pub(crate) fn give(&mut self, slot: usize) -> bool {
-        let word = slot / 64;
+        let word = super::checked::below(slot / 64, BITMAP_WORDS);
         let bit = 1u64 << (slot % 64);
         if self.avail[word] & bit != 0 {
             return false;

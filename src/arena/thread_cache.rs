@@ -11,6 +11,7 @@
 
 #![allow(unsafe_code)]
 
+use super::checked;
 use super::heap::Heap;
 use super::size_class::{cache_capacity, CACHE_CAPACITY_MAX, CLASS_COUNT};
 
@@ -45,7 +46,9 @@ impl HeapCache {
     /// not return `p`, and a dangling write has that long to be seen.
     #[inline]
     pub(crate) fn quarantine(&mut self, heap: &Heap, class: usize, addr: usize) {
-        let at = self.quarantine_next as usize;
+        // Kept below `QUARANTINE_SLOTS` (a power of two): the `%` is a mask,
+        // and the index provably in range.
+        let at = self.quarantine_next as usize % QUARANTINE_SLOTS;
         let (old, old_class) = self.quarantine[at];
         self.quarantine[at] = (addr, class as u8 + 1);
         self.quarantine_next = ((at + 1) % QUARANTINE_SLOTS) as u8;
@@ -60,10 +63,11 @@ impl HeapCache {
     /// Returns 0 when the heap is out of memory or lock budget.
     #[inline]
     pub(crate) fn pop(&mut self, heap: &Heap, class: usize) -> usize {
+        let class = checked::below(class, CLASS_COUNT);
         let len = self.len[class] as usize;
         if len > 0 {
             self.len[class] -= 1;
-            return self.slots[class][len - 1];
+            return *checked::at(&self.slots[class], len - 1);
         }
         self.refill(heap, class)
     }
@@ -79,18 +83,20 @@ impl HeapCache {
         };
         let mut batch = [0usize; CACHE_CAPACITY_MAX];
         let shard = self.shard as usize;
-        let mut n = heap.take_slots(class, shard, &mut batch[..want]);
+        let mut n = heap.take_slots(class, shard, checked::part_mut(&mut batch, 0..want));
         if n == 0 {
             // Out of memory or lock budget: slots this thread is caching for
             // other classes may be all that keeps a slab from going back to
             // the pool. Hand them back and try once more.
             self.flush(heap);
-            n = heap.take_slots(class, shard, &mut batch[..want]);
+            n = heap.take_slots(class, shard, checked::part_mut(&mut batch, 0..want));
             if n == 0 {
                 return 0;
             }
         }
-        self.slots[class][..n - 1].copy_from_slice(&batch[1..n]);
+        let class = checked::below(class, CLASS_COUNT);
+        checked::part_mut(&mut self.slots[class], 0..n - 1)
+            .copy_from_slice(checked::part(&batch, 1..n));
         self.len[class] = (n - 1) as u8;
         batch[0]
     }
@@ -99,14 +105,15 @@ impl HeapCache {
     /// to `heap` when it is full.
     #[inline]
     pub(crate) fn push(&mut self, heap: &Heap, class: usize, addr: usize) {
+        let class = checked::below(class, CLASS_COUNT);
         let len = self.len[class] as usize;
         if len == cache_capacity(class) {
             let keep = len / 2;
-            heap.give_slots(class, &self.slots[class][keep..len]);
+            heap.give_slots(class, checked::part(&self.slots[class], keep..len));
             self.len[class] = keep as u8;
         }
         let len = self.len[class] as usize;
-        self.slots[class][len] = addr;
+        *checked::at_mut(&mut self.slots[class], len) = addr;
         self.len[class] += 1;
     }
 
@@ -132,7 +139,7 @@ impl HeapCache {
         for class in 0..CLASS_COUNT {
             let len = self.len[class] as usize;
             if len > 0 {
-                heap.give_slots(class, &self.slots[class][..len]);
+                heap.give_slots(class, checked::part(&self.slots[class], 0..len));
                 self.len[class] = 0;
             }
         }
@@ -144,7 +151,7 @@ impl HeapCache {
 fn check_quarantined(addr: usize, class: usize) {
     // SAFETY: a quarantined slot is wiped, not live, and reached by no one
     // but the cache that holds it.
-    if !unsafe { super::wipe::all_zero(addr, super::size_class::SIZE_CLASSES[class]) } {
+    if !unsafe { super::wipe::all_zero(addr, super::size_class::class_size(class)) } {
         crate::fatal::fatal_at(crate::fatal::FatalKind::WriteAfterFree, addr);
     }
 }
@@ -155,6 +162,7 @@ pub(crate) use tls::with_cache;
 #[cfg(not(loom))]
 mod tls {
     use super::HeapCache;
+    use crate::arena::checked;
     use crate::arena::{heap::Heap, HEAPS, HEAP_COUNT};
     use crate::sync::{AtomicUsize, Ordering};
     use crate::sys;
@@ -286,8 +294,8 @@ mod tls {
         // SAFETY: the state machine above guarantees that no other reference
         // to this thread's cache exists: BUSY excludes re-entry, and the
         // cache is never shared across threads.
-        let cache = unsafe { &mut *caches.heaps[heap_idx].get() };
-        let result = f(cache, &HEAPS[heap_idx]);
+        let cache = unsafe { &mut *checked::at(&caches.heaps, heap_idx).get() };
+        let result = f(cache, checked::at(&HEAPS, heap_idx));
         compiler_fence(Ordering::SeqCst);
         caches.state.set(ACTIVE);
         Some(result)

@@ -66,7 +66,9 @@ pub(crate) unsafe fn wipe_resident(addr: usize, len: usize) {
     let end = addr + len;
     while chunk_start < end {
         let chunk_len = (end - chunk_start).min(RESIDENCY_CHUNK_PAGES * page);
-        let pages = chunk_len.div_ceil(page);
+        // At most a chunk (the `min` above): checked so that the slicing
+        // below cannot panic on the free path.
+        let pages = super::checked::below(chunk_len.div_ceil(page), RESIDENCY_CHUNK_PAGES + 1);
         if crate::sys::mincore(chunk_start, chunk_len, &mut residency[..pages]).is_err() {
             residency[..pages].fill(1); // cannot tell: wipe everything
         }

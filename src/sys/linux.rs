@@ -407,7 +407,9 @@ pub fn write_stderr(bytes: &[u8]) {
         if n <= 0 {
             return;
         }
-        rest = &rest[n as usize..];
+        // `write` never reports more than it was given; `get` keeps a
+        // kernel that did from panicking here, on the fatal path.
+        rest = rest.get(n as usize..).unwrap_or_default();
     }
 }
 
@@ -726,15 +728,19 @@ static FATAL_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::Atomi
 /// within that long (`poll`): a full pipe nobody reads must not keep the
 /// caller from what it does next.
 fn write_stderr_line(prefix: &[u8], parts: &[&[u8]], wait_ms: Option<c_int>) {
+    // Built with iterators, not slice indexing: this runs on the fatal
+    // path, which must not panic (`tests/no_panic_paths.rs`).
     let mut line = [0u8; 256];
     let mut len = 0;
-    for piece in core::iter::once(prefix).chain(parts.iter().copied()) {
-        // Leave room for the newline; a piece too long is cut short.
-        let take = piece.len().min(line.len() - 1 - len);
-        line[len..len + take].copy_from_slice(&piece[..take]);
-        len += take;
+    let bytes = core::iter::once(prefix)
+        .chain(parts.iter().copied())
+        .flat_map(|piece| piece.iter().copied());
+    // Leave room for the newline; a line too long is cut short.
+    for (slot, byte) in line.iter_mut().take(255).zip(bytes) {
+        *slot = byte;
+        len += 1;
     }
-    line[len] = b'\n';
+    line[255.min(len)] = b'\n';
     if let Some(ms) = wait_ms {
         let mut fd = libc::pollfd {
             fd: 2,
@@ -748,7 +754,7 @@ fn write_stderr_line(prefix: &[u8], parts: &[&[u8]], wait_ms: Option<c_int>) {
             return;
         }
     }
-    write_stderr(&line[..=len]);
+    write_stderr(line.get(..=len).unwrap_or(&line));
 }
 
 /// One warning line on stderr (`secalloc: ` and the pieces), in one
