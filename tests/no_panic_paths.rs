@@ -10,7 +10,9 @@
 //! handlers, the thread-exit destructor — counted as called), walked from
 //! every symbol the library exports — and likewise on the hardened binary
 //! example, from the global-allocator shims. No panic function may be
-//! reachable.
+//! reachable, and no allocation function: the allocator never allocates
+//! through itself (in the preload, a call to `malloc` from inside the
+//! library is a call to its own `malloc`).
 //! Calls through function pointers held in data (trait objects) are not
 //! followed; the arena makes none.
 //!
@@ -173,13 +175,63 @@ fn is_panic(name: &str) -> bool {
         || name == "__rust_start_panic"
 }
 
+/// An allocation function: the Rust allocator shims and `alloc`'s
+/// internals, or one of the C allocation functions (which, in the preload,
+/// are the library's own: a call to one from inside it is the allocator
+/// allocating through itself).
+fn is_allocation(name: &str) -> bool {
+    const C_ALLOCATORS: [&str; 10] = [
+        "malloc",
+        "calloc",
+        "realloc",
+        "reallocarray",
+        "posix_memalign",
+        "aligned_alloc",
+        "memalign",
+        "valloc",
+        "pvalloc",
+        "strdup",
+    ];
+    name.starts_with("__rustc::__rust_alloc")
+        || name.starts_with("__rustc::__rust_realloc")
+        || name.starts_with("__rust_alloc")
+        || name.starts_with("alloc::alloc::")
+        || name.starts_with("alloc::raw_vec::")
+        || name.starts_with("operator new")
+        || C_ALLOCATORS.contains(&name)
+}
+
 fn is_unwind_guard(name: &str) -> bool {
     name == "core::panicking::panic_cannot_unwind" || name == "core::panicking::panic_in_cleanup"
 }
 
-/// Fails with every function reachable from `roots` that calls a panic.
+/// Fails with every function reachable from `roots` that calls a panic,
+/// and with every one that calls an allocation function (the allocator
+/// never allocates through itself).
 fn assert_no_panic_reachable(file: &Path, graph: &CallGraph, roots: &[u64]) {
     let via = graph.reachable(roots);
+    let mut allocating: Vec<String> = via
+        .keys()
+        .filter(|&&f| !is_panic(&graph.names[&f]))
+        .filter_map(|&f| {
+            let calls: Vec<&str> = graph
+                .edges
+                .get(&f)?
+                .iter()
+                .map(|g| graph.names[g].as_str())
+                .filter(|name| is_allocation(name))
+                .collect();
+            (!calls.is_empty()).then(|| format!("{calls:?} from {}", graph.path(&via, f)))
+        })
+        .collect();
+    allocating.sort();
+    assert!(
+        allocating.is_empty(),
+        "{}: {} function(s) reachable from the allocator allocate:\n  {}",
+        file.display(),
+        allocating.len(),
+        allocating.join("\n  ")
+    );
     // Each function that calls a panic function directly, with how the
     // allocator reaches it.
     let mut found: Vec<String> = via
