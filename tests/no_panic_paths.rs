@@ -163,23 +163,36 @@ impl CallGraph {
     }
 }
 
+/// Panic functions: by prefix, by part of the name, or exactly.
 fn is_panic(name: &str) -> bool {
-    name.starts_with("core::panicking::")
-        || name.starts_with("std::panicking::")
-        || name.starts_with("core::slice::index::")
-        || name.contains("unwrap_failed")
-        || name.contains("expect_failed")
-        || name.contains("panic_already_borrowed")
-        || name.contains("panic_already_mutably_borrowed")
-        || name == "rust_begin_unwind"
-        || name == "__rust_start_panic"
+    const PREFIXES: [&str; 3] = [
+        "core::panicking::",
+        "std::panicking::",
+        "core::slice::index::",
+    ];
+    const PARTS: [&str; 4] = [
+        "unwrap_failed",
+        "expect_failed",
+        "panic_already_borrowed",
+        "panic_already_mutably_borrowed",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+        || PARTS.iter().any(|p| name.contains(p))
+        || ["rust_begin_unwind", "__rust_start_panic"].contains(&name)
 }
 
 /// An allocation function: the Rust allocator shims and `alloc`'s
-/// internals, or one of the C allocation functions (which, in the preload,
-/// are the library's own: a call to one from inside it is the allocator
-/// allocating through itself).
+/// internals (by prefix), or one of the C allocation functions (which, in
+/// the preload, are the library's own: a call to one from inside it is the
+/// allocator allocating through itself).
 fn is_allocation(name: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "__rustc::__rust_alloc",
+        "__rustc::__rust_realloc",
+        "alloc::alloc::",
+        "alloc::raw_vec::",
+        "operator new",
+    ];
     const C_ALLOCATORS: [&str; 10] = [
         "malloc",
         "calloc",
@@ -192,17 +205,37 @@ fn is_allocation(name: &str) -> bool {
         "pvalloc",
         "strdup",
     ];
-    name.starts_with("__rustc::__rust_alloc")
-        || name.starts_with("__rustc::__rust_realloc")
-        || name.starts_with("__rust_alloc")
-        || name.starts_with("alloc::alloc::")
-        || name.starts_with("alloc::raw_vec::")
-        || name.starts_with("operator new")
-        || C_ALLOCATORS.contains(&name)
+    PREFIXES.iter().any(|p| name.starts_with(p)) || C_ALLOCATORS.contains(&name)
 }
 
 fn is_unwind_guard(name: &str) -> bool {
     name == "core::panicking::panic_cannot_unwind" || name == "core::panicking::panic_in_cleanup"
+}
+
+/// Every function in `via` (not itself a panic) that calls a function
+/// `matches` accepts: the callees, and how the allocator reaches the caller.
+fn callers_of(
+    graph: &CallGraph,
+    via: &HashMap<u64, Option<u64>>,
+    matches: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut found: Vec<String> = via
+        .keys()
+        .filter(|&&f| !is_panic(&graph.names[&f]))
+        .filter_map(|&f| {
+            let mut callees: Vec<&str> = graph
+                .edges
+                .get(&f)?
+                .iter()
+                .map(|g| graph.names[g].as_str())
+                .filter(|name| matches(name))
+                .collect();
+            callees.sort();
+            (!callees.is_empty()).then(|| format!("{callees:?} from {}", graph.path(via, f)))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Fails with every function reachable from `roots` that calls a panic,
@@ -210,54 +243,22 @@ fn is_unwind_guard(name: &str) -> bool {
 /// never allocates through itself).
 fn assert_no_panic_reachable(file: &Path, graph: &CallGraph, roots: &[u64]) {
     let via = graph.reachable(roots);
-    let mut allocating: Vec<String> = via
-        .keys()
-        .filter(|&&f| !is_panic(&graph.names[&f]))
-        .filter_map(|&f| {
-            let calls: Vec<&str> = graph
-                .edges
-                .get(&f)?
-                .iter()
-                .map(|g| graph.names[g].as_str())
-                .filter(|name| is_allocation(name))
-                .collect();
-            (!calls.is_empty()).then(|| format!("{calls:?} from {}", graph.path(&via, f)))
-        })
-        .collect();
-    allocating.sort();
-    assert!(
-        allocating.is_empty(),
-        "{}: {} function(s) reachable from the allocator allocate:\n  {}",
-        file.display(),
-        allocating.len(),
-        allocating.join("\n  ")
-    );
-    // Each function that calls a panic function directly, with how the
-    // allocator reaches it.
-    let mut found: Vec<String> = via
-        .keys()
-        .filter(|&&f| !is_panic(&graph.names[&f]))
-        .filter_map(|&f| {
-            let mut panics: Vec<&str> = graph
-                .edges
-                .get(&f)?
-                .iter()
-                .map(|g| graph.names[g].as_str())
-                .filter(|name| is_panic(name) && !is_unwind_guard(name))
-                .collect();
-            panics.sort();
-            (!panics.is_empty()).then(|| format!("{panics:?} from {}", graph.path(&via, f)))
-        })
-        .collect();
-    found.sort();
-    assert!(
-        found.is_empty(),
-        "{}: {} function(s) reachable from the allocator call a panic ({} functions reachable):\n  {}",
-        file.display(),
-        found.len(),
-        via.len(),
-        found.join("\n  ")
-    );
+    for (what, found) in [
+        ("allocate", callers_of(graph, &via, is_allocation)),
+        (
+            "call a panic",
+            callers_of(graph, &via, |name| is_panic(name) && !is_unwind_guard(name)),
+        ),
+    ] {
+        assert!(
+            found.is_empty(),
+            "{}: {} function(s) reachable from the allocator {what} ({} functions reachable):\n  {}",
+            file.display(),
+            found.len(),
+            via.len(),
+            found.join("\n  ")
+        );
+    }
     // The walk must have seen the arena, or it proves nothing.
     assert!(
         via.len() > 20,
