@@ -13,8 +13,12 @@
 //! reachable, and no allocation function: the allocator never allocates
 //! through itself (in the preload, a call to `malloc` from inside the
 //! library is a call to its own `malloc`).
-//! Calls through function pointers held in data (trait objects) are not
-//! followed; the arena makes none.
+//! Functions whose address one of the crate's own statics holds (the fork
+//! protocol's participants, the exit report, start-up hooks) are roots too:
+//! they are called through those pointers (the attack review of this test
+//! put a panicking index into the fork child's repair, which the first
+//! version of the walk did not reach). Pointers in other data (trait
+//! objects of other crates) are not followed.
 //!
 //! The unwind guards of `extern "C"` functions (`panic_cannot_unwind`,
 //! `panic_in_cleanup`) are not counted: they run only if something below
@@ -52,6 +56,10 @@ struct CallGraph {
     /// Function start address -> the functions it calls, jumps to or takes
     /// the address of.
     edges: HashMap<u64, HashSet<u64>>,
+    /// Functions whose address is stored in one of the crate's own statics
+    /// (the fork protocol's participants, the exit report, start-up hooks):
+    /// called through those pointers, so roots of their own.
+    held_in_statics: Vec<u64>,
 }
 
 impl CallGraph {
@@ -71,8 +79,24 @@ impl CallGraph {
                 }
             }
         }
+        // The crate's own statics: `[start, end)` of every data symbol of
+        // `secalloc` or `secalloc_preload`.
+        let mut statics = Vec::new();
+        for line in run("nm", &["-S", "--defined-only", "-C"], lib).lines() {
+            let fields: Vec<&str> = line.splitn(4, ' ').collect();
+            if let [addr, size, kind, name] = fields[..] {
+                if "dDrRbB".contains(kind) && name.starts_with("secalloc") {
+                    if let (Ok(addr), Ok(size)) =
+                        (u64::from_str_radix(addr, 16), u64::from_str_radix(size, 16))
+                    {
+                        statics.push(addr..addr + size);
+                    }
+                }
+            }
+        }
         // GOT slot -> the function it holds (`R_X86_64_RELATIVE` entries:
-        // calls from the library to its own non-inlined functions).
+        // calls from the library to its own non-inlined functions, and
+        // pointers stored in statics).
         let mut got = HashMap::new();
         for line in run("objdump", &["-R"], lib).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -86,6 +110,15 @@ impl CallGraph {
                 }
             }
         }
+        let mut held_in_statics: Vec<u64> = got
+            .iter()
+            .filter(|(slot, target)| {
+                names.contains_key(target) && statics.iter().any(|s| s.contains(slot))
+            })
+            .map(|(_, &target)| target)
+            .collect();
+        held_in_statics.sort();
+        held_in_statics.dedup();
         let mut edges: HashMap<u64, HashSet<u64>> = HashMap::new();
         let mut current = None;
         let disassembly = run("objdump", &["-d", "--no-show-raw-insn"], lib);
@@ -126,6 +159,7 @@ impl CallGraph {
             names,
             by_name,
             edges,
+            held_in_statics,
         }
     }
 
@@ -133,9 +167,10 @@ impl CallGraph {
         self.by_name.get(name).copied()
     }
 
-    /// Every function reachable from `roots`, each with the one that first
-    /// reached it.
+    /// Every function reachable from `roots` or from a pointer in the
+    /// crate's statics, each with the one that first reached it.
     fn reachable(&self, roots: &[u64]) -> HashMap<u64, Option<u64>> {
+        let roots: Vec<u64> = roots.iter().chain(&self.held_in_statics).copied().collect();
         let mut via: HashMap<u64, Option<u64>> = roots.iter().map(|&r| (r, None)).collect();
         let mut queue: VecDeque<u64> = roots.iter().copied().collect();
         while let Some(f) = queue.pop_front() {

@@ -241,6 +241,22 @@ impl Heap {
     // Address arithmetic
     // ------------------------------------------------------------------
 
+    /// [`super::inspect::corrupt_slab_meta`] for this heap.
+    #[cfg(all(not(loom), secalloc_test_hooks))]
+    pub(crate) fn corrupt_meta_for_test(
+        &self,
+        addr: usize,
+        field: super::inspect::MetaField,
+        value: u32,
+    ) -> bool {
+        if !self.owns(addr) {
+            return false;
+        }
+        let slab = (addr - self.base.load(Ordering::Relaxed)) >> SLAB_SHIFT;
+        self.meta(slab).corrupt_for_test(field, value);
+        true
+    }
+
     /// Whether `addr` lies in this heap's slab region.
     #[inline]
     pub(crate) fn owns(&self, addr: usize) -> bool {
@@ -251,10 +267,15 @@ impl Heap {
 
     #[inline]
     fn meta(&self, slab: usize) -> &SlabMeta {
-        debug_assert!(slab < self.slab_capacity.load(Ordering::Relaxed));
+        // Checked, not assumed: slab numbers also come from the metadata
+        // itself (list links, the free-slab list), and a forged one made the
+        // unlink below write where it pointed — into a live user block
+        // (found by the attack review of the no-panic change).
+        let slab = super::checked::below(slab, self.slab_capacity.load(Ordering::Relaxed));
         let table = self.meta_base.load(Ordering::Relaxed) as *const SlabMeta;
-        // SAFETY: `slab` is below the capacity, and the table holds that many
-        // initialised entries for the life of the process (or of the model).
+        // SAFETY: `slab` is below the capacity (checked above), and the
+        // table holds that many initialised entries for the life of the
+        // process (or of the model).
         unsafe { &*table.add(slab) }
     }
 
@@ -266,10 +287,11 @@ impl Heap {
     /// under the same locks (the class lock and the pool lock).
     #[inline]
     fn class_cell(&self, slab: usize) -> &AtomicU8 {
-        debug_assert!(slab < self.slab_capacity.load(Ordering::Relaxed));
+        let slab = super::checked::below(slab, self.slab_capacity.load(Ordering::Relaxed));
         let table = self.class_base.load(Ordering::Relaxed) as *const AtomicU8;
-        // SAFETY: `slab` is below the capacity, and the table holds that many
-        // initialised bytes for the life of the process (or of the model).
+        // SAFETY: `slab` is below the capacity (checked above, as in
+        // `meta`), and the table holds that many initialised bytes for the
+        // life of the process (or of the model).
         unsafe { &*table.add(slab) }
     }
 
@@ -389,6 +411,11 @@ impl Heap {
     // ------------------------------------------------------------------
 
     fn class_list(&self, class: usize, shard: usize) -> &Mutex<ClassList> {
+        // Each index checked on its own: a shard byte of 4 or more passed a
+        // check of the sum and took another class's list, which then handed
+        // out slots overlapping live blocks (found by the attack review).
+        let class = super::checked::below(class, CLASS_COUNT);
+        let shard = super::checked::below(shard, SHARD_COUNT);
         &super::checked::at(&self.classes, class * SHARD_COUNT + shard).0
     }
 
@@ -433,6 +460,12 @@ impl Heap {
                     (n, lists.avail_count() == 0)
                 })
             };
+            if n == 0 && !now_empty {
+                // The count says slots are free that the bitmap does not
+                // have: the loop would take nothing forever, under the class
+                // lock (found by the attack review: a forged `scan_from`).
+                fatal_at(FatalKind::Corruption, self.slab_addr(slab));
+            }
             let slab_addr = self.slab_addr(slab);
             let size = class_size(class);
             let taken_now = super::checked::part_mut(out, taken..taken + n);

@@ -74,3 +74,33 @@ pub fn range_is_zeroed(addr: usize, len: usize) -> Option<bool> {
     });
     inside.then(|| (addr..addr + len).all(|a| read(a) == 0))
 }
+
+/// A field of a slab's metadata, for [`corrupt_slab_meta`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaField {
+    /// The central-list shard that owns the slab.
+    Shard,
+    /// The link to the next slab in its list (slab number + 1).
+    Next,
+    /// The first bitmap word the slot search starts from.
+    ScanFrom,
+}
+
+/// Writes `value` into `field` of the metadata of the slab holding `addr`:
+/// a stray write into the allocator's own tables, for tests that the arena
+/// then stops with a corruption report instead of misbehaving. `false` if
+/// `addr` is in no slab. Only while no other thread allocates.
+pub fn corrupt_slab_meta(addr: usize, field: MetaField, value: u32) -> bool {
+    HEAPS
+        .iter()
+        .any(|h| h.corrupt_meta_for_test(addr, field, value))
+}
+
+/// Marks every empty entry of every large-block registry as a deleted one,
+/// so that no probe meets an empty entry (a stray write into the registry's
+/// table, for the same kind of test). Only while no other thread allocates.
+pub fn corrupt_large_registries() {
+    for heap in &HEAPS {
+        heap.large.fill_with_tombstones_for_test();
+    }
+}

@@ -378,6 +378,22 @@ impl LargeHeap {
         n > 0
     }
 
+    /// [`super::inspect::corrupt_large_registries`] for this heap.
+    #[cfg(all(not(loom), secalloc_test_hooks))]
+    pub(crate) fn fill_with_tombstones_for_test(&self) {
+        let mut reg = self.registry.lock();
+        for i in 0..reg.capacity {
+            let entry = reg.entry(i);
+            if entry.data == EMPTY {
+                let tombstone = LargeBlock {
+                    data: TOMBSTONE,
+                    ..entry
+                };
+                reg.set_entry(i, tombstone);
+            }
+        }
+    }
+
     /// Statistics snapshot.
     pub(crate) fn stats(&self) -> LargeStats {
         let reg = self.registry.lock();
@@ -688,7 +704,11 @@ impl Registry {
             return None;
         }
         let mut i = self.hash(data);
-        loop {
+        // At most one lap: a table with no empty entry left (only a stray
+        // write can make one, the load factor is kept at half) must not
+        // spin forever under the registry lock (found by the attack review
+        // of the no-panic change: `free` of a foreign pointer hung).
+        for _ in 0..self.capacity {
             let entry = self.entry(i);
             if entry.data == data {
                 return Some(i);
@@ -698,6 +718,7 @@ impl Registry {
             }
             i = (i + 1) & (self.capacity - 1);
         }
+        None
     }
 
     fn insert(&mut self, block: LargeBlock) -> bool {
@@ -705,7 +726,8 @@ impl Registry {
             return false;
         }
         let mut i = self.hash(block.data);
-        loop {
+        // At most one lap, as in `find`: a full table is corrupt.
+        for _ in 0..self.capacity {
             let entry = self.entry(i);
             if entry.data == EMPTY || entry.data == TOMBSTONE {
                 if entry.data == EMPTY {
@@ -718,6 +740,7 @@ impl Registry {
             }
             i = (i + 1) & (self.capacity - 1);
         }
+        fatal_at(FatalKind::Corruption, block.data)
     }
 
     fn remove(&mut self, data: usize) -> Option<LargeBlock> {

@@ -145,6 +145,20 @@ impl SlabMeta {
         super::checked::at(&self.live, slot)
     }
 
+    /// Overwrites one field, as a stray write would (test hook).
+    #[cfg(all(not(loom), secalloc_test_hooks))]
+    pub(crate) fn corrupt_for_test(&self, field: super::inspect::MetaField, value: u32) {
+        use super::inspect::MetaField;
+        match field {
+            MetaField::Shard => self.shard.store(value as u8, Ordering::Relaxed),
+            // SAFETY: the hook's caller promises no other thread allocates,
+            // so nothing else touches the lists meanwhile.
+            MetaField::Next => unsafe { self.lists(|l| l.next = value) },
+            // SAFETY: as above.
+            MetaField::ScanFrom => unsafe { self.lists(|l| l.scan_from = value) },
+        }
+    }
+
     /// Marks `slot` as handed to a caller for a request of `size` bytes.
     /// Returns `false` if it already was, which means the allocator's own
     /// state is corrupt.
