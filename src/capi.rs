@@ -187,6 +187,18 @@ const BOOT_LEN: usize = 256 * 1024;
 struct BootBuffer([u8; BOOT_LEN + ZERO_REGION]);
 static mut BOOT: BootBuffer = BootBuffer([0; BOOT_LEN + ZERO_REGION]);
 static BOOT_USED: AtomicUsize = AtomicUsize::new(0);
+/// 16-byte granules of the boot buffer: a block's data starts on one.
+const BOOT_GRANULES: usize = BOOT_LEN / MALLOC_ALIGN;
+/// Out-of-band records of the boot blocks, a bit per granule: where a block
+/// was handed out, and whether it still is live. The size word in front of
+/// each block is in band — a stray pointer, or an overflow of the block
+/// before, makes it anything — so it is believed only within these bounds
+/// (the outside review found `free(boot + 1000)` accepted and a `realloc`
+/// through a forged size word copying 1 MiB past the buffer).
+static BOOT_STARTS: [AtomicU64; BOOT_GRANULES / 64] =
+    [const { AtomicU64::new(0) }; BOOT_GRANULES / 64];
+static BOOT_LIVE: [AtomicU64; BOOT_GRANULES / 64] =
+    [const { AtomicU64::new(0) }; BOOT_GRANULES / 64];
 /// Bytes of the boot buffer's used prefix the kernel refused to lock.
 static BOOT_UNLOCKED: AtomicUsize = AtomicUsize::new(0);
 
@@ -234,6 +246,14 @@ fn boot_alloc(size: usize, align: usize) -> *mut c_void {
                 // SAFETY: `[data - 16, end)` is inside the boot buffer and was
                 // just claimed by this call alone.
                 unsafe { ((data - MALLOC_ALIGN) as *mut usize).write(size) };
+                let granule = (data - start) / MALLOC_ALIGN;
+                let bit = 1u64 << (granule % 64);
+                if let (Some(starts), Some(live)) =
+                    (BOOT_STARTS.get(granule / 64), BOOT_LIVE.get(granule / 64))
+                {
+                    starts.fetch_or(bit, Ordering::Release);
+                    live.fetch_or(bit, Ordering::Release);
+                }
                 return data as *mut c_void;
             }
             Err(seen) => used = seen,
@@ -241,9 +261,61 @@ fn boot_alloc(size: usize, align: usize) -> *mut c_void {
     }
 }
 
-fn boot_size(ptr: *mut c_void) -> usize {
-    // SAFETY: boot blocks carry their size in the 16 bytes before them.
-    unsafe { ((ptr as usize - MALLOC_ALIGN) as *const usize).read() }
+/// Whether granule `granule` of the boot buffer has its bit set in `map`.
+fn boot_bit(map: &[AtomicU64; BOOT_GRANULES / 64], granule: usize) -> bool {
+    map.get(granule / 64)
+        .is_some_and(|word| word.load(Ordering::Acquire) & (1u64 << (granule % 64)) != 0)
+}
+
+/// The granule of `ptr` if a boot block was handed out there, live or not.
+fn boot_granule(ptr: *mut c_void) -> Option<usize> {
+    let offset = (ptr as usize).wrapping_sub(boot_range().0);
+    if offset >= BOOT_LEN || offset % MALLOC_ALIGN != 0 {
+        return None;
+    }
+    let granule = offset / MALLOC_ALIGN;
+    boot_bit(&BOOT_STARTS, granule).then_some(granule)
+}
+
+/// The usable size of live boot block `ptr`, or a `kind` report if `ptr`
+/// is not one: its size word, believed only up to where the next block's
+/// size word (or the used part of the buffer) begins.
+fn boot_size(ptr: *mut c_void, kind: crate::fatal::FatalKind) -> usize {
+    let Some(granule) = boot_granule(ptr).filter(|&g| boot_bit(&BOOT_LIVE, g)) else {
+        crate::fatal::fatal_at(kind, ptr as usize);
+    };
+    let used_end = BOOT_USED.load(Ordering::Acquire).min(BOOT_LEN);
+    let mut next = granule + 1;
+    while next * MALLOC_ALIGN < used_end && !boot_bit(&BOOT_STARTS, next) {
+        next += 1;
+    }
+    let region_end = if next * MALLOC_ALIGN < used_end {
+        (next - 1) * MALLOC_ALIGN // the next block's size word
+    } else {
+        used_end
+    };
+    let room = region_end.saturating_sub(granule * MALLOC_ALIGN);
+    // SAFETY: a live boot block has its size word in the 16 bytes before
+    // it, inside the buffer (its granule's bit says a block starts there).
+    let recorded = unsafe { ((ptr as usize - MALLOC_ALIGN) as *const usize).read() };
+    recorded.min(room)
+}
+
+/// Ends the life of boot block `ptr` (a `free`, or a `realloc` that moved
+/// it): `invalid free` if no boot block starts there, `double free` if it
+/// already ended. Boot blocks are never handed out again.
+fn retire_boot_block(ptr: *mut c_void) {
+    use crate::fatal::{fatal_at, FatalKind};
+    let Some(granule) = boot_granule(ptr) else {
+        fatal_at(FatalKind::InvalidFree, ptr as usize);
+    };
+    let bit = 1u64 << (granule % 64);
+    let live = BOOT_LIVE
+        .get(granule / 64)
+        .is_some_and(|word| word.fetch_and(!bit, Ordering::AcqRel) & bit != 0);
+    if !live {
+        fatal_at(FatalKind::DoubleFree, ptr as usize);
+    }
 }
 
 /// Keeps the part of the boot buffer the C library used out of swap and
@@ -419,10 +491,12 @@ impl CSurface {
     #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut c_void) {
         if ptr.is_null() || is_static(ptr) {
-            // Boot blocks are never reused; zero-size ones hold nothing but
-            // their live bit.
+            // Boot blocks are never reused (only checked and retired);
+            // zero-size ones hold nothing but their live bit.
             if is_zero_block(ptr) {
                 free_zero_block(ptr);
+            } else if !ptr.is_null() {
+                retire_boot_block(ptr);
             }
             return;
         }
@@ -452,16 +526,19 @@ impl CSurface {
             return new;
         }
         if is_boot(ptr) {
+            let old_size = boot_size(ptr, crate::fatal::FatalKind::InvalidRealloc);
             let new = self.alloc(size, MALLOC_ALIGN);
             if !new.is_null() {
-                // SAFETY: both blocks are live; the copy stays inside both.
+                // SAFETY: both blocks are live; the copy stays inside both
+                // (`old_size` is bounded by the boot block's region).
                 unsafe {
                     core::ptr::copy_nonoverlapping(
                         ptr as *const u8,
                         new as *mut u8,
-                        boot_size(ptr).min(size),
+                        old_size.min(size),
                     )
                 };
+                retire_boot_block(ptr);
             }
             return new;
         }
@@ -567,7 +644,7 @@ impl CSurface {
             return 0;
         }
         if is_boot(ptr) {
-            return boot_size(ptr);
+            return boot_size(ptr, crate::fatal::FatalKind::InvalidUsableSize);
         }
         if is_zero_block(ptr) {
             return 0;

@@ -326,6 +326,47 @@ fn freeing_memory_from_elsewhere_aborts_with_a_message() {
     );
 }
 
+/// A stray pointer into the boot buffer (no block starts there) is
+/// reported like any other pointer the preload did not hand out. Before,
+/// `free` and a second `free` of it were accepted, `malloc_usable_size`
+/// said 0, and `realloc` trusted the size word in front of it (found by
+/// the outside review of this session's changes).
+#[test]
+fn stray_pointers_into_the_boot_buffer_abort_with_a_message() {
+    let dir = work_dir("boot-stray");
+    let prog = compile("boot_stray.c", &dir);
+    let symbols = Command::new("nm").arg(preload_lib()).output().expect("nm");
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    let offset = symbols
+        .lines()
+        .find(|line| line.contains("8secalloc4capi4BOOT17h"))
+        .and_then(|line| line.split_whitespace().next())
+        .expect("the boot buffer's symbol in the preload library")
+        .to_string();
+    for (case, message) in [
+        ("free", "invalid free"),
+        ("realloc", "invalid realloc"),
+        ("usable_size", "invalid pointer"),
+    ] {
+        let out = preloaded(&prog)
+            .arg(case)
+            .env("SECALLOC_TEST_BOOT", &offset)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{case}: stdout {stdout} stderr {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("secalloc: fatal: {message}")),
+            "{case}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn lock_policies_from_the_environment_without_cap_ipc_lock() {
     let dir = work_dir("policy");
